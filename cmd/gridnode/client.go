@@ -1,0 +1,562 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gridnode/gridnode/sdk"
+	"github.com/gridnode/gridnode/sdk/api"
+	"github.com/gridnode/gridnode/transport"
+)
+
+// clientFlags are shared by the client commands.
+type clientFlags struct {
+	profile, addr string
+	json          bool
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.profile, "profile", "", "client profile (default $"+sdk.EnvProfile+" or "+sdk.DefaultProfilePath()+")")
+	fs.StringVar(&f.addr, "addr", "", "node address, overriding the profile's (also $"+sdk.EnvAddr+")")
+	fs.BoolVar(&f.json, "json", false, "print JSON for scripts")
+}
+
+func (f *clientFlags) dial(ctx context.Context) (*sdk.Client, error) {
+	p, err := sdk.LoadProfile(f.profile)
+	if err != nil {
+		return nil, fail(exitUnreachable, "%v", err)
+	}
+	if f.addr != "" {
+		p.Addr = f.addr
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := sdk.Dial(dctx, sdk.ConfigFromProfile(p))
+	if err != nil {
+		return nil, fail(exitUnreachable, "%v (is the node running? `gridnode dev` starts one)", err)
+	}
+	return c, nil
+}
+
+// nodeError maps an error from a call to its exit code.
+func nodeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return &exitError{code: exitRefused, err: err}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &exitError{code: exitInterrupted, err: err}
+	}
+	return &exitError{code: exitUnreachable, err: err}
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runModulePush(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gridnode module push", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fail(exitUsage, "give one module file: gridnode module push FILE.wasm")
+	}
+	c, err := cf.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	hash, existed, err := pushFile(ctx, c, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(api.ModulePushReply{Hash: hash, Existed: existed})
+	}
+	fmt.Println(hash)
+	return nil
+}
+
+func pushFile(ctx context.Context, c *sdk.Client, path string) (string, bool, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return "", false, fail(exitLocal, "read module: %v", err)
+	}
+	r, err := c.PushModule(ctx, wasm)
+	if err != nil {
+		return "", false, nodeError(fmt.Errorf("push %s: %w", path, err))
+	}
+	return r.Hash, r.Existed, nil
+}
+
+// jobFlags describe a job: its inputs and its policy.
+type jobFlags struct {
+	clientFlags
+	rangeSpec, lines, dir, name, files, idem string
+	args, env                                multiFlag
+	memory                                   string
+	deadline, ttl                            time.Duration
+	stdoutLimit, stderrLimit                 string
+	attempts                                 int
+	nondeterministic                         bool
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func (f *jobFlags) register(fs *flag.FlagSet) {
+	f.clientFlags.register(fs)
+	fs.StringVar(&f.rangeSpec, "range", "", "inputs: one item per integer in LO:HI (HI exclusive), e.g. 0:1000")
+	fs.StringVar(&f.lines, "lines", "", "inputs: one item per line of this file ('-' for stdin)")
+	fs.StringVar(&f.dir, "dir", "", "inputs: one item per file in this directory")
+	fs.StringVar(&f.name, "name", "", "job name (argv[0] of the module)")
+	fs.Var(&f.args, "arg", "argument passed to the module (repeatable)")
+	fs.Var(&f.env, "env", "KEY=VALUE environment variable for the module (repeatable)")
+	fs.StringVar(&f.files, "files", "", "directory mounted read-only at /job for every item")
+	fs.StringVar(&f.memory, "memory", "", "memory limit per execution, e.g. 256MiB (default: the node's)")
+	fs.DurationVar(&f.deadline, "deadline", 0, "wall-clock limit per execution, e.g. 30s (default: the node's)")
+	fs.StringVar(&f.stdoutLimit, "stdout-limit", "", "output limit per item, e.g. 1MiB")
+	fs.StringVar(&f.stderrLimit, "stderr-limit", "", "log kept per item, e.g. 64KiB")
+	fs.IntVar(&f.attempts, "attempts", 0, "runs per item when an execution fails for reasons not the module's (default 3)")
+	fs.BoolVar(&f.nondeterministic, "nondeterministic", false, "give modules the real clock and randomness")
+	fs.DurationVar(&f.ttl, "ttl", 0, "how long results stay readable after the job ends (default 72h)")
+	fs.StringVar(&f.idem, "idempotency-key", "", "a retried submit with the same key returns the original job")
+}
+
+// parseSize reads "1048576", "64KiB", "256MiB", "1GiB" (also KB/MB/GB as powers of 1000).
+func parseSize(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
+	num, mult := s, uint64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("size %q: write a positive number with an optional unit, like 64KiB or 256MiB", s)
+	}
+	return v * mult, nil
+}
+
+// spec builds the job spec (without the module) from flags.
+func (f *jobFlags) spec() (api.JobSpec, error) {
+	spec := api.JobSpec{Name: f.name, Args: f.args, IdempotencyKey: f.idem}
+	for _, kv := range f.env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return spec, fail(exitUsage, "--env %q: write KEY=VALUE", kv)
+		}
+		if spec.Env == nil {
+			spec.Env = map[string]string{}
+		}
+		spec.Env[k] = v
+	}
+	mem, err := parseSize(f.memory)
+	if err != nil {
+		return spec, fail(exitUsage, "--memory: %v", err)
+	}
+	so, err := parseSize(f.stdoutLimit)
+	if err != nil {
+		return spec, fail(exitUsage, "--stdout-limit: %v", err)
+	}
+	se, err := parseSize(f.stderrLimit)
+	if err != nil {
+		return spec, fail(exitUsage, "--stderr-limit: %v", err)
+	}
+	if f.deadline < 0 || f.ttl < 0 || f.attempts < 0 {
+		return spec, fail(exitUsage, "--deadline, --ttl and --attempts cannot be negative")
+	}
+	spec.Policy = api.Policy{
+		Limits:   api.Limits{MemoryBytes: mem, Deadline: f.deadline, StdoutBytes: int(so), StderrBytes: int(se)},
+		Attempts: f.attempts, Nondeterministic: f.nondeterministic, ResultTTL: f.ttl,
+	}
+	if f.files != "" {
+		files, err := readTree(f.files)
+		if err != nil {
+			return spec, fail(exitLocal, "--files: %v", err)
+		}
+		spec.Files = files
+	}
+	return spec, nil
+}
+
+// readTree reads a directory's regular files into path → bytes.
+func readTree(root string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	total := 0
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		total += len(b)
+		if total > 4<<20 {
+			return fmt.Errorf("job files in %s exceed 4 MiB; ship large data inside the module or split it into items", root)
+		}
+		rel, _ := filepath.Rel(root, p)
+		out[filepath.ToSlash(rel)] = b
+		return nil
+	})
+	return out, err
+}
+
+// inputs builds the item source from exactly one of --range, --lines, --dir.
+// names gives each item's output file name.
+func (f *jobFlags) inputs() (items iter.Seq2[[]byte, error], names func(idx uint64) string, closeFn func(), err error) {
+	given := 0
+	for _, s := range []string{f.rangeSpec, f.lines, f.dir} {
+		if s != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return nil, nil, nil, fail(exitUsage, "give the inputs with exactly one of --range LO:HI, --lines FILE or --dir DIR")
+	}
+	names = func(idx uint64) string { return fmt.Sprintf("%06d.out", idx) }
+	closeFn = func() {}
+	switch {
+	case f.rangeSpec != "":
+		lo, hi, ok := strings.Cut(f.rangeSpec, ":")
+		l, err1 := strconv.ParseInt(lo, 10, 64)
+		h, err2 := strconv.ParseInt(hi, 10, 64)
+		if !ok || err1 != nil || err2 != nil || h <= l {
+			return nil, nil, nil, fail(exitUsage, "--range %q: write LO:HI with LO < HI, e.g. 0:1000", f.rangeSpec)
+		}
+		items = sdk.Range(l, h)
+	case f.lines != "":
+		r := io.Reader(os.Stdin)
+		if f.lines != "-" {
+			fh, err := os.Open(f.lines)
+			if err != nil {
+				return nil, nil, nil, fail(exitLocal, "--lines: %v", err)
+			}
+			r, closeFn = fh, func() { fh.Close() }
+		}
+		items = sdk.Lines(r)
+	default:
+		fileNames, it, err := sdk.DirFiles(f.dir)
+		if err != nil {
+			return nil, nil, nil, fail(exitLocal, "--dir: %v", err)
+		}
+		if len(fileNames) == 0 {
+			return nil, nil, nil, fail(exitUsage, "--dir %s has no files: each file is one item", f.dir)
+		}
+		items = it
+		names = func(idx uint64) string {
+			if idx < uint64(len(fileNames)) {
+				return fileNames[idx] + ".out"
+			}
+			return fmt.Sprintf("%06d.out", idx)
+		}
+	}
+	return items, names, closeFn, nil
+}
+
+// submit pushes the module and submits the job described by flags.
+func submit(ctx context.Context, c *sdk.Client, f *jobFlags, module string) (api.SubmitReply, func(uint64) string, error) {
+	spec, err := f.spec()
+	if err != nil {
+		return api.SubmitReply{}, nil, err
+	}
+	items, names, closeFn, err := f.inputs()
+	if err != nil {
+		return api.SubmitReply{}, nil, err
+	}
+	defer closeFn()
+	if strings.HasPrefix(module, "sha256:") {
+		spec.Module = module
+	} else {
+		if spec.Module, _, err = pushFile(ctx, c, module); err != nil {
+			return api.SubmitReply{}, nil, err
+		}
+		if spec.Name == "" {
+			spec.Name = strings.TrimSuffix(filepath.Base(module), ".wasm")
+		}
+	}
+	reply, err := c.Submit(ctx, spec, items)
+	if err != nil {
+		return reply, nil, nodeError(fmt.Errorf("submit: %w", err))
+	}
+	return reply, names, nil
+}
+
+// splitModuleArg takes the module (a .wasm file or a sha256: hash) before or among the flags.
+func splitModuleArg(fs *flag.FlagSet, args []string) (string, error) {
+	var module string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		module, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	if module == "" && fs.NArg() == 1 {
+		module = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", fail(exitUsage, "unexpected arguments %q: give the module first, then flags", fs.Args())
+	}
+	if module == "" {
+		return "", fail(exitUsage, "give a module: a .wasm file or a pushed module's sha256:… hash")
+	}
+	return module, nil
+}
+
+func runJobSubmit(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gridnode job submit", flag.ContinueOnError)
+	var f jobFlags
+	f.register(fs)
+	module, err := splitModuleArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := f.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	reply, _, err := submit(ctx, c, &f, module)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return printJSON(reply)
+	}
+	fmt.Println(reply.JobID)
+	return nil
+}
+
+func runJobStatus(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gridnode job status", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	job, err := oneJobArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := cf.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Status(ctx, job)
+	if err != nil {
+		return nodeError(err)
+	}
+	if cf.json {
+		return printJSON(st)
+	}
+	printStatus(os.Stdout, st)
+	return nil
+}
+
+func oneJobArg(fs *flag.FlagSet, args []string) (string, error) {
+	var job string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		job, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	if job == "" && fs.NArg() == 1 {
+		job = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", fail(exitUsage, "unexpected arguments %q", fs.Args())
+	}
+	if job == "" {
+		return "", fail(exitUsage, "give a job ID (see `gridnode job list`)")
+	}
+	return job, nil
+}
+
+func printStatus(w io.Writer, st api.JobStatus) {
+	fmt.Fprintf(w, "job %s (%s) %s\n", st.JobID, st.Name, st.State)
+	fmt.Fprintf(w, "  items %d: %d ok, %d failed, %d running, %d pending\n", st.Items, st.Committed, st.Failed, st.Running, st.Pending)
+	if len(st.ByStatus) > 0 {
+		keys := make([]string, 0, len(st.ByStatus))
+		for k := range st.ByStatus {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s %d", k, st.ByStatus[k])
+		}
+		fmt.Fprintf(w, "  outcomes: %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(w, "  module %s, created %s", st.Module, st.Created.Local().Format(time.DateTime))
+	if !st.Finished.IsZero() {
+		fmt.Fprintf(w, ", finished %s (%s), results kept until %s", st.Finished.Local().Format(time.DateTime),
+			st.Finished.Sub(st.Created).Round(time.Millisecond), st.Expires.Local().Format(time.DateTime))
+	}
+	fmt.Fprintln(w)
+}
+
+func runJobCancel(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gridnode job cancel", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	job, err := oneJobArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := cf.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Cancel(ctx, job)
+	if err != nil {
+		return nodeError(err)
+	}
+	if cf.json {
+		return printJSON(st)
+	}
+	printStatus(os.Stdout, st)
+	return nil
+}
+
+func runJobList(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gridnode job list", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	jobs, err := c.Jobs(ctx)
+	if err != nil {
+		return nodeError(err)
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Created.After(jobs[j].Created) })
+	if cf.json {
+		return printJSON(jobs)
+	}
+	for _, st := range jobs {
+		fmt.Printf("%-28s %-10s %-12s %d/%d done, %d failed\n", st.JobID, st.State, st.Name, st.Committed+st.Failed, st.Items, st.Failed)
+	}
+	return nil
+}
+
+func runInfo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gridnode info", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	in, err := c.Info(ctx)
+	if err != nil {
+		return nodeError(err)
+	}
+	if cf.json {
+		return printJSON(in)
+	}
+	fmt.Printf("node %s incarnation %d epoch %d at %s\n  %d slots (%d running), isolation %s, version %s, up since %s\n",
+		in.NodeID, in.Incarnation, in.Epoch, in.Addr, in.Slots, in.Running, in.Isolation, in.Version, in.Started.Local().Format(time.DateTime))
+	return nil
+}
+
+func runJobResults(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gridnode job results", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	cursor := fs.Uint64("cursor", 0, "start after this result sequence number (printed as seq), to resume")
+	follow := fs.Bool("follow", false, "keep printing results as they commit until the job is done")
+	out := fs.String("out", "", "write each item's output to DIR/<index>.out instead of printing it")
+	job, err := oneJobArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := cf.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return fail(exitLocal, "--out: %v", err)
+		}
+	}
+	rs := c.Results(job, sdk.ResultsOptions{Cursor: *cursor, Follow: *follow})
+	defer rs.Close()
+	enc := json.NewEncoder(os.Stdout)
+	failed := 0
+	for r, err := range rs.All(ctx) {
+		if err != nil {
+			return nodeError(fmt.Errorf("%w (resume with --cursor %d)", err, rs.Cursor()))
+		}
+		if !r.OK() {
+			failed++
+		}
+		if *out != "" {
+			if err := os.WriteFile(filepath.Join(*out, fmt.Sprintf("%06d.out", r.Index)), r.Output, 0o644); err != nil {
+				return fail(exitLocal, "write output: %v (resume with --cursor %d)", err, r.Seq-1)
+			}
+		}
+		switch {
+		case cf.json:
+			if *out != "" {
+				r.Output = nil
+			}
+			enc.Encode(r)
+		case *out != "":
+			if !r.OK() {
+				fmt.Printf("seq %d item %d %s: %s\n", r.Seq, r.Index, r.Status, r.Message)
+			}
+		default:
+			line := strings.TrimRight(string(r.Output), "\n")
+			if !r.OK() {
+				line = r.Message
+			}
+			fmt.Printf("seq %d item %d %s: %s\n", r.Seq, r.Index, r.Status, line)
+		}
+	}
+	if failed > 0 {
+		return fail(exitItemsFailed, "%d items failed (cursor %d)", failed, rs.Cursor())
+	}
+	return nil
+}

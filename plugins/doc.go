@@ -1,0 +1,103 @@
+// Package plugins is gridnode's sandbox host: it stores job modules by
+// SHA-256, compiles them once per node with wazero's compiler engine (the
+// compilation cache lives on disk in Config.Dir/cache, so a restart does not
+// recompile), runs one fresh instance per execution under limits, and returns
+// a classified, digested Outcome. It never applies an outcome: staging,
+// voting and committing belong to sched.
+//
+// It depends on wazero and the standard library only. It must never let a
+// module harm the node: no module may outlive its deadline by more than a
+// second, exhaust the node's memory, or stall the node's goroutines.
+//
+// # Job ABI
+//
+// A job module is a WASI preview1 command (it exports _start):
+//
+//   - stdin is the item input (served from memory, never blocking);
+//   - stdout is the output, capped at Limits.StdoutBytes: going over stops the
+//     module at once and the outcome is output_too_large;
+//   - stderr is the item's log: only its tail (Limits.StderrBytes) is kept and
+//     a long log never fails the execution (Outcome.StderrTruncated says so);
+//   - argv is [Task.Name or "job"] + Task.Args; environ is Task.Env sorted by key;
+//   - the exit code is part of the outcome: 0 is ok, anything else is exit;
+//   - Task.FilesDir, when set, is mounted read-only at /job; a private scratch
+//     directory is mounted read-write at /tmp and removed after the execution;
+//   - the host module "grid" provides progress(f64): values are clamped to
+//     0..1 and the last one is Outcome.Progress (not part of the digest). A
+//     module that does not import "grid" works without our SDK.
+//
+// Any other import is refused when the module is added (ErrMissingImport lists
+// them all). WebAssembly components are refused with a hint to rebuild for
+// wasm32-wasip1.
+//
+// # Determinism
+//
+// By default two honest runs of one item produce identical bytes:
+//
+//   - the wall clock starts at 2000-01-01T00:00:00Z and the monotonic clock at
+//     0; both advance by 1 µs on every read and by the requested duration on
+//     every sleep, which returns at once (virtual time, no real waiting);
+//   - the random source (WASI random_get, hence crypto/rand and the Go
+//     runtime's seeds) is ChaCha8 keyed by sha256("gridnode/plugins rand v1\x00" ‖ ItemID).
+//
+// Task.Nondeterministic opts out: real clocks, real sleeps and crypto/rand.
+// Voting then only works if the module's output does not depend on them.
+//
+// # Outcomes and digests
+//
+// Outcome.Digest is sha256 over
+//
+//	field("gridnode/plugins outcome v1") field(status) u32be(exit code) field(trap kind) field(stdout) u32be(0)
+//
+// with field(b) = u64be(len(b)) ‖ b and the final u32 counting staged effects
+// (none yet). For deadline, cancelled, crashed and module_not_found, stdout is
+// encoded as empty: how far a module got before a wall-clock event is not a
+// property of the item. Message, Stack, Stderr, Progress and Duration are not
+// digested. Changing the encoding means changing the version string.
+//
+// crashed, cancelled and module_not_found are Retriable: they say nothing
+// about the item and must not vote.
+//
+// # Isolation and interruption
+//
+// wazero's WithCloseOnContextDone makes compiled code check for a cancelled
+// context at the header of every wasm loop (wazero RATIONALE.md, "Why context
+// cancellation is handled in Go code rather than native code"; the check is
+// emitted for OpcodeLoop in the compiler frontend). It does not check at
+// function entry, so loop-free recursion (hostile/recurse.wasm) never reaches
+// a check; and since native code cannot be preempted (RATIONALE.md, "Why it's
+// safe to execute runtime-generated machine codes against async Goroutine
+// preemption"), such a goroutine also blocks every stop-the-world GC: the
+// whole process freezes. Each check is also an exit to Go, which made a tight
+// integer loop about 18x slower in our measurements.
+//
+// Process isolation (the default) therefore runs modules in long-lived worker
+// processes WITHOUT those checks, at full speed. A worker notices its deadline
+// (or a cancel) on its own and reports what the module wrote so far; the
+// supervisor then SIGKILLs it and starts a replacement. If the worker cannot
+// even report (its GC is frozen behind a runaway), the supervisor kills it at
+// deadline + Grace. Workers run in their own process group with
+// Pdeathsig=SIGKILL (Linux) so they never outlive the node, are retired after
+// a memory_limit outcome and after many executions, and a worker that dies
+// unexpectedly yields crashed with its stderr tail.
+//
+// InProcess isolation runs modules on goroutines of the caller with the loop
+// checks on and a function listener before every call (guard.go), so every
+// module, recursion included, stops at its deadline without freezing the
+// process — at the cost of an exit to Go per loop iteration and per call.
+// It saves the IPC and is meant for trusted modules, benchmarks and run-local.
+// If an execution still does not return within deadline + Grace, Execute
+// reports it as a runaway (deadline, with a message saying so) instead of
+// waiting.
+//
+// Binaries that use process isolation must call MaybeServeWorker first thing
+// in main (and test binaries in TestMain): the default worker command is the
+// binary itself with GRIDNODE_WORKER=1.
+//
+// # Memory
+//
+// Linear memory is allocated through an allocator that refuses to grow past
+// Limits.MemoryBytes (rounded down to 64 KiB pages). A refused memory.grow, a
+// declared minimum above the limit, or a Go guest's "out of memory" after a
+// refusal are classified memory_limit.
+package plugins

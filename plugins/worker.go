@@ -1,0 +1,180 @@
+package plugins
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// WorkerEnv is the environment variable that turns a gridnode binary (or a
+// test binary) into a worker: MaybeServeWorker serves when it is "1".
+const WorkerEnv = "GRIDNODE_WORKER"
+
+// MaybeServeWorker serves the worker protocol on stdin/stdout and exits the
+// process when GRIDNODE_WORKER=1; otherwise it returns at once. Call it first
+// thing in main() and in TestMain of every package whose tests run a Sandbox
+// with process isolation.
+func MaybeServeWorker() {
+	if os.Getenv(WorkerEnv) != "1" {
+		return
+	}
+	out := os.Stdout
+	os.Stdout = os.Stderr // a stray print must not corrupt the protocol
+	err := ServeWorker(context.Background(), os.Stdin, out)
+	if errors.Is(err, errAbandoned) {
+		os.Exit(0) // the supervisor kills us anyway; do not wait for the guest
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gridnode worker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// maxWorkerModules bounds the compiled modules a worker keeps.
+const maxWorkerModules = 32
+
+// ServeWorker runs one execution at a time for a supervising Sandbox. It
+// returns nil when in reaches EOF (the supervisor closed the pipe or died).
+func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
+	bin := bufio.NewReader(in)
+	init, err := readMessage(bin)
+	if err != nil {
+		return fmt.Errorf("read init: %w", err)
+	}
+	if init.Kind != msgInit || init.Dir == "" {
+		return fmt.Errorf("first frame is kind %d, want init with a directory", init.Kind)
+	}
+	eng, err := newEngine(ctx, filepath.Join(init.Dir, "cache"), false)
+	if err != nil {
+		return err
+	}
+	defer eng.close(context.Background())
+	st := store{dir: filepath.Join(init.Dir, "modules")}
+	bout := bufio.NewWriter(out)
+	send := func(m *message) error {
+		if err := writeMessage(bout, m); err != nil {
+			return err
+		}
+		return bout.Flush()
+	}
+	if err := send(&message{Kind: msgReady, ID: uint64(os.Getpid())}); err != nil {
+		return err
+	}
+
+	msgs := make(chan *message)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := readMessage(bin)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	type result struct {
+		id  uint64
+		res runResult
+	}
+	results := make(chan result, 1)
+	var (
+		busy     bool
+		curID    uint64
+		cur      *execution
+		deadline <-chan time.Time
+		timer    *time.Timer
+	)
+	// abandon reports the running execution as s and tells the supervisor to
+	// kill this worker: its goroutine is still in wasm code and cannot be
+	// stopped (workers run without cooperative checks, see doc.go).
+	abandon := func(s Status, msg string) error {
+		r := cur.snapshot(s, msg)
+		r.Abandoned = true
+		if err := send(&message{Kind: msgResult, ID: curID, Result: &r}); err != nil {
+			return err
+		}
+		return errAbandoned
+	}
+	for {
+		select {
+		case m := <-msgs:
+			switch m.Kind {
+			case msgRun:
+				if busy || m.Task == nil {
+					return fmt.Errorf("run %d while busy with %d (or without a task)", m.ID, curID)
+				}
+				busy, curID = true, m.ID
+				cur = newExecution(*m.Task)
+				timer = time.NewTimer(cur.lim.Deadline)
+				deadline = timer.C
+				go func(id uint64, x *execution, scratch string) {
+					results <- result{id, workerRun(ctx, eng, st, x, scratch)}
+				}(m.ID, cur, m.Scratch)
+			case msgCancel:
+				if busy && m.ID == curID {
+					return abandon(StatusCancelled, "cancelled by the node")
+				}
+			default:
+				return fmt.Errorf("unexpected frame kind %d", m.Kind)
+			}
+		case <-deadline:
+			return abandon(StatusDeadline, fmt.Sprintf("exceeded the %v deadline in item %s", cur.lim.Deadline, itemName(cur.t.ItemID)))
+		case r := <-results:
+			busy, deadline = false, nil
+			timer.Stop()
+			if err := send(&message{Kind: msgResult, ID: r.id, Result: &r.res}); err != nil {
+				return err
+			}
+		case err := <-readErr:
+			if busy {
+				return fmt.Errorf("supervisor gone during an execution: %w", err)
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// errAbandoned: ServeWorker gave up on an execution that is still running;
+// the process must exit (MaybeServeWorker does) or be killed.
+var errAbandoned = errors.New("abandoned a running execution")
+
+// workerRun executes one task in a worker, compiling its module on first use
+// (a hit in the shared on-disk cache when the supervisor validated it).
+func workerRun(ctx context.Context, eng *engine, st store, x *execution, scratch string) runResult {
+	t := x.t
+	c := eng.lookup(t.Module)
+	if c == nil {
+		wasm, err := st.read(t.Module)
+		if err == nil {
+			eng.mu.Lock()
+			if len(eng.mods) >= maxWorkerModules {
+				for h, old := range eng.mods { // evict an arbitrary one
+					delete(eng.mods, h)
+					old.cm.Close(ctx)
+					break
+				}
+			}
+			eng.mu.Unlock()
+			c, err = eng.compile(ctx, t.Module, wasm, true)
+		}
+		if err != nil {
+			return runResult{Outcome: moduleErrorOutcome(t.Module, err)}
+		}
+	}
+	return eng.runExecution(ctx, c, x, scratch)
+}

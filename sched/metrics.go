@@ -1,0 +1,77 @@
+package sched
+
+import (
+	"context"
+
+	"github.com/gridnode/gridnode/plugins"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+const instrumentation = "github.com/gridnode/gridnode/sched"
+
+// metrics are the scheduler's OpenTelemetry instruments. They go to whatever
+// providers the process installed (cmd/gridnode exports them on /metrics).
+type metrics struct {
+	tracer        trace.Tracer
+	executions    metric.Int64Counter
+	duration      metric.Float64Histogram
+	jobsSubmitted metric.Int64Counter
+	jobsDone      metric.Int64Counter
+	items         metric.Int64Counter
+	storageErrors metric.Int64Counter
+}
+
+func newMetrics() *metrics {
+	m := otel.Meter(instrumentation)
+	var ms metrics
+	ms.tracer = otel.Tracer(instrumentation)
+	// Instrument constructors only fail on invalid names; ours are constants.
+	ms.executions, _ = m.Int64Counter("gridnode.executions", metric.WithDescription("Executions finished, by outcome status."))
+	ms.duration, _ = m.Float64Histogram("gridnode.execution.duration", metric.WithUnit("s"), metric.WithDescription("Wall time of executions."))
+	ms.jobsSubmitted, _ = m.Int64Counter("gridnode.jobs.submitted", metric.WithDescription("Jobs accepted by this node."))
+	ms.jobsDone, _ = m.Int64Counter("gridnode.jobs.finished", metric.WithDescription("Jobs finished, by final state."))
+	ms.items, _ = m.Int64Counter("gridnode.items.submitted", metric.WithDescription("Work items accepted by this node."))
+	ms.storageErrors, _ = m.Int64Counter("gridnode.storage.errors", metric.WithDescription("Writes the node's disk refused."))
+	return &ms
+}
+
+func (m *metrics) startExecute(ctx context.Context, jobID, itemID string) (context.Context, trace.Span) {
+	return m.tracer.Start(ctx, "item.execute", trace.WithAttributes(
+		attribute.String("gridnode.job", jobID), attribute.String("gridnode.item", itemID)))
+}
+
+func (m *metrics) endExecute(ctx context.Context, span trace.Span, out plugins.Outcome) {
+	status := attribute.String("status", string(out.Status))
+	m.executions.Add(ctx, 1, metric.WithAttributes(status))
+	m.duration.Record(ctx, out.Duration.Seconds(), metric.WithAttributes(status))
+	span.SetAttributes(status)
+	if out.Status != plugins.StatusOK {
+		span.SetStatus(codes.Error, out.Message)
+	}
+	span.End()
+}
+
+func (m *metrics) jobsFinished(state string) {
+	m.jobsDone.Add(context.Background(), 1, metric.WithAttributes(attribute.String("state", state)))
+}
+
+// observeRunning registers a gauge of running executions and free slots.
+func (m *metrics) observeRunning(s *Scheduler) {
+	meter := otel.Meter(instrumentation)
+	_, _ = meter.Int64ObservableGauge("gridnode.executions.running",
+		metric.WithDescription("Executions running now."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(s.load()))
+			return nil
+		}))
+	_, _ = meter.Int64ObservableGauge("gridnode.slots",
+		metric.WithDescription("Execution slots of this node."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(s.slots))
+			return nil
+		}))
+}

@@ -1,0 +1,256 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/gridnode/gridnode/grid"
+	"github.com/gridnode/gridnode/plugins"
+	"github.com/gridnode/gridnode/sdk/api"
+	"github.com/gridnode/gridnode/transport"
+)
+
+// Version is the node's version, reported in NodeInfo.
+var Version = "0.1.0-dev"
+
+// Config configures a node. The zero value of every field means its default.
+type Config struct {
+	DataDir       string            // required: identity, TLS material, modules, compile cache, the job store
+	ListenAddr    string            // default "127.0.0.1:7480"; use ":0" or "127.0.0.1:0" for any free port
+	NodeID        string            // default: the one stored in DataDir, or a new random one
+	Labels        map[string]string // failure domains, e.g. host=h1, zone=z1
+	Slots         int               // concurrent executions; default GOMAXPROCS
+	Isolation     plugins.Isolation // default process: executions in supervised worker processes
+	MaxLimits     plugins.Limits    // node-side maximums for jobs; zero fields: plugins' defaults (stdout capped to fit a frame)
+	WorkerCommand []string          // how to start a worker process; default: this executable
+	// Network overrides the QUIC network (tests use transport's in-memory one).
+	Network transport.Network
+	Logger  *slog.Logger
+}
+
+// Node is one gridnode: it accepts jobs from clients, runs their items in
+// its sandbox and serves their results.
+type Node struct {
+	cfg     Config
+	id      grid.Identity
+	dataDir string
+	log     *slog.Logger
+	creds   *transport.Credentials
+	sandbox *plugins.Sandbox
+	store   *Store
+	sched   *Scheduler
+	metrics *metrics
+	srv     *transport.Server
+	lis     transport.Listener
+	started time.Time
+
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// maxStdout keeps one result inside a results frame.
+const maxStdout = 4 << 20
+
+// StartNode opens the node's state in cfg.DataDir, recovers its jobs, and
+// starts serving clients. Close stops it.
+func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("sched: a node needs a data dir")
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:7480"
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxLimits.StdoutBytes == 0 || cfg.MaxLimits.StdoutBytes > maxStdout {
+		cfg.MaxLimits.StdoutBytes = maxStdout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Isolation == "" {
+		cfg.Isolation = plugins.Process
+	}
+	n := &Node{cfg: cfg, dataDir: cfg.DataDir, log: cfg.Logger, started: time.Now(), metrics: newMetrics()}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.id, err = grid.LoadIdentity(cfg.DataDir, cfg.NodeID); err != nil {
+		return nil, err
+	}
+	n.log = n.log.With("node", n.id.NodeID)
+	if n.creds, err = transport.LoadOrCreateNode(filepath.Join(cfg.DataDir, "tls"), n.id.NodeID); err != nil {
+		return nil, err
+	}
+	if n.sandbox, err = plugins.Open(ctx, plugins.Config{
+		Dir: filepath.Join(cfg.DataDir, "plugins"), Isolation: cfg.Isolation, Workers: cfg.Slots,
+		WorkerCommand: cfg.WorkerCommand, Max: cfg.MaxLimits, Logger: n.log,
+	}); err != nil {
+		return nil, err
+	}
+	if n.store, err = OpenStore(filepath.Join(cfg.DataDir, "jobs.db")); err != nil {
+		return nil, err
+	}
+	n.sched = newScheduler(n.store, n.sandbox, n.id.NodeID, cfg.Slots, n.log, n.metrics)
+	if err := n.recover(); err != nil {
+		return nil, err
+	}
+	n.sched.start()
+	n.metrics.observeRunning(n.sched)
+
+	network := cfg.Network
+	if network == nil {
+		network = transport.NewQUIC(n.creds, transport.QUICConfig{})
+	}
+	if n.lis, err = network.Listen(cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("sched: listen on %s: %w (is another node using that port? pick another with --listen)", cfg.ListenAddr, err)
+	}
+	n.srv = transport.NewServer(transport.ServerConfig{Logger: n.log})
+	n.register(n.srv)
+	var sctx context.Context
+	sctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(sctx, n.lis); err != nil && sctx.Err() == nil {
+			n.log.Error("serving stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.janitor(sctx)
+	}()
+	n.log.Info("node started", "addr", n.lis.Addr(), "incarnation", n.id.Incarnation,
+		"slots", cfg.Slots, "isolation", cfg.Isolation, "data", cfg.DataDir)
+	return n, nil
+}
+
+// recover loads the stored jobs: running ones resume where their result
+// logs stop; half-received ones (the client never got an acknowledgement)
+// are dropped.
+func (n *Node) recover() error {
+	recs, err := n.store.Jobs()
+	if err != nil {
+		return err
+	}
+	resumed := 0
+	for _, rec := range recs {
+		if rec.State == stateReceiving {
+			n.dropJob(rec)
+			continue
+		}
+		lim, err := n.sandbox.Limits(plugins.Limits{
+			MemoryBytes: rec.Spec.Policy.Limits.MemoryBytes, Deadline: rec.Spec.Policy.Limits.Deadline,
+			StdoutBytes: rec.Spec.Policy.Limits.StdoutBytes, StderrBytes: rec.Spec.Policy.Limits.StderrBytes,
+		})
+		if err != nil {
+			// The node's maximums shrank since the job was accepted: run it
+			// with the node's current maximums rather than lose it.
+			n.log.Warn("job asks for more than this node now allows; running it with the node's maximums", "job", rec.ID, "err", err)
+			lim, _ = n.sandbox.Limits(plugins.Limits{})
+		}
+		if err := n.sched.add(rec, lim); err != nil {
+			return err
+		}
+		if rec.State == api.JobRunning {
+			resumed++
+		}
+	}
+	if resumed > 0 {
+		n.log.Info("resumed jobs", "jobs", resumed)
+	}
+	return nil
+}
+
+// janitor collects jobs whose results outlived their TTL.
+func (n *Node) janitor(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, rec := range n.sched.expire(now) {
+				n.dropJob(rec)
+				n.log.Info("job results expired", "job", rec.ID)
+			}
+		}
+	}
+}
+
+// acceptingWrites refuses new jobs while the disk refuses writes.
+func (n *Node) acceptingWrites() error {
+	if err := n.sched.storageErr(); err != nil {
+		return wireError(err)
+	}
+	return nil
+}
+
+func (n *Node) view() grid.View {
+	return grid.SingleNode(grid.Member{NodeID: n.id.NodeID, Incarnation: n.id.Incarnation, Addr: n.Addr(), Labels: n.cfg.Labels, Slots: n.cfg.Slots})
+}
+
+// Addr is where the node listens.
+func (n *Node) Addr() string {
+	if n.lis == nil {
+		return ""
+	}
+	return n.lis.Addr()
+}
+
+// Identity is the node's ID and incarnation.
+func (n *Node) Identity() grid.Identity { return n.id }
+
+// TLSDir holds the cluster CA and the node's certificate.
+func (n *Node) TLSDir() string { return filepath.Join(n.dataDir, "tls") }
+
+// Sandbox is the node's sandbox host.
+func (n *Node) Sandbox() *plugins.Sandbox { return n.sandbox }
+
+// Info describes the node.
+func (n *Node) Info() api.NodeInfo {
+	max := n.cfg.MaxLimits
+	return api.NodeInfo{
+		NodeID: n.id.NodeID, Incarnation: n.id.Incarnation, Epoch: n.view().Epoch, Addr: n.Addr(),
+		Labels: n.cfg.Labels, Slots: n.cfg.Slots, Running: n.sched.load(), Isolation: string(n.cfg.Isolation),
+		Version: Version, Started: n.started.UTC(),
+		MaxLimits: api.Limits{MemoryBytes: max.MemoryBytes, Deadline: max.Deadline, StdoutBytes: max.StdoutBytes, StderrBytes: max.StderrBytes},
+	}
+}
+
+// Close stops serving, cancels running executions and closes the state.
+func (n *Node) Close() error {
+	n.stopOnce.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.srv != nil {
+			n.srv.Close()
+		}
+		if n.lis != nil {
+			n.lis.Close()
+		}
+		n.wg.Wait()
+		if n.sched != nil {
+			n.sched.close()
+		}
+		if n.sandbox != nil {
+			n.sandbox.Close()
+		}
+		if n.store != nil {
+			n.store.Close()
+		}
+	})
+	return nil
+}

@@ -1,0 +1,370 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gridnode/gridnode/plugins"
+	"github.com/gridnode/gridnode/sdk/api"
+	"github.com/gridnode/gridnode/transport"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// register installs the client API on srv.
+func (n *Node) register(srv *transport.Server) {
+	srv.Handle(api.MethodModulePush, n.handleModulePush)
+	srv.Handle(api.MethodJobSubmit, n.handleSubmit)
+	srv.Handle(api.MethodJobStatus, n.handleStatus)
+	srv.Handle(api.MethodJobResults, n.handleResults)
+	srv.Handle(api.MethodJobCancel, n.handleCancel)
+	srv.Handle(api.MethodJobList, n.handleList)
+	srv.Handle(api.MethodNodeInfo, n.handleInfo)
+}
+
+// wireError turns an internal error into one that crosses the wire with a
+// stable code.
+func wireError(err error) error {
+	var te *transport.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &te):
+		return te
+	case errors.Is(err, plugins.ErrInvalidModule):
+		return transport.Errorf(api.CodeInvalidModule, "%v", err)
+	case errors.Is(err, plugins.ErrMissingImport):
+		return transport.Errorf(api.CodeMissingImport, "%v", err)
+	case errors.Is(err, plugins.ErrLimit):
+		return transport.Errorf(api.CodeLimit, "%v", err)
+	case errors.Is(err, ErrStorage):
+		return transport.Errorf(api.CodeStorage, "%v (the node accepts no writes until its disk recovers; nothing acknowledged was lost)", err)
+	case errors.Is(err, ErrNotFound):
+		return transport.Errorf(transport.CodeNotFound, "%v", err)
+	case errors.Is(err, context.Canceled):
+		return transport.Errorf(transport.CodeCancelled, "%v", err)
+	}
+	return transport.Errorf(transport.CodeInternal, "%v", err)
+}
+
+func (n *Node) handleModulePush(ctx context.Context, call *transport.ServerCall) error {
+	var wasm []byte
+	for {
+		var c api.ModuleChunk
+		err := call.Recv(&c)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if len(wasm)+len(c.Data) > api.MaxModuleSize {
+			return transport.Errorf(transport.CodeTooLarge, "module is larger than the node's %d MiB limit", api.MaxModuleSize>>20)
+		}
+		wasm = append(wasm, c.Data...)
+	}
+	h := plugins.HashOf(wasm)
+	existed := n.sandbox.HasModule(h)
+	if !existed {
+		if _, err := n.sandbox.AddModule(ctx, wasm); err != nil {
+			return wireError(err)
+		}
+		n.log.Info("module stored", "module", h, "bytes", len(wasm))
+	}
+	return call.Send(api.ModulePushReply{Hash: string(h), Existed: existed})
+}
+
+// validateSpec checks a job before any of its items are stored.
+func (n *Node) validateSpec(spec *api.JobSpec) (plugins.Limits, error) {
+	h, err := plugins.ParseHash(spec.Module)
+	if err != nil {
+		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "job names module %q: %v", spec.Module, err)
+	}
+	if !n.sandbox.HasModule(h) {
+		return plugins.Limits{}, transport.Errorf(api.CodeModuleMissing, "module %s is not on this node: push it first (gridnode module push FILE)", h)
+	}
+	if p := spec.Policy; p.Attempts < 0 || p.Attempts > 100 {
+		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "policy attempts %d: use 1-100 (0 means the default, 3)", p.Attempts)
+	}
+	if spec.Policy.ResultTTL < 0 {
+		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "policy result TTL %v is negative", spec.Policy.ResultTTL)
+	}
+	l := spec.Policy.Limits
+	lim, err := n.sandbox.Limits(plugins.Limits{MemoryBytes: l.MemoryBytes, Deadline: l.Deadline, StdoutBytes: l.StdoutBytes, StderrBytes: l.StderrBytes})
+	if err != nil {
+		return plugins.Limits{}, wireError(err)
+	}
+	for p := range spec.Files {
+		if err := checkFilePath(p); err != nil {
+			return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "job file %q: %v", p, err)
+		}
+	}
+	return lim, nil
+}
+
+func checkFilePath(p string) error {
+	if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == ".." || strings.Contains(p, "\\") {
+		return errors.New("use a clean relative path inside the job tree, like data/input.txt")
+	}
+	return nil
+}
+
+func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) error {
+	ctx, span := n.metrics.tracer.Start(ctx, "job.submit")
+	defer span.End()
+	if err := n.acceptingWrites(); err != nil {
+		return err
+	}
+	var hdr api.SubmitHeader
+	if err := call.Recv(&hdr); err != nil {
+		return transport.Errorf(transport.CodeBadRequest, "submit must start with a job header: %v", err)
+	}
+	spec := hdr.Spec
+	lim, err := n.validateSpec(&spec)
+	if err != nil {
+		return err
+	}
+	if k := spec.IdempotencyKey; k != "" {
+		if id, ok := n.store.LookupIdempotent(k); ok {
+			st, err := n.jobStatus(id)
+			if err != nil {
+				return wireError(err)
+			}
+			return call.Send(api.SubmitReply{JobID: id, Items: st.Items, Existed: true})
+		}
+	}
+	serial, err := n.store.NextSerial()
+	if err != nil {
+		return wireError(err)
+	}
+	rec := &jobRecord{
+		ID:   fmt.Sprintf("%s-%d-%d", n.id.NodeID, n.view().Epoch, serial),
+		Spec: spec, State: stateReceiving, Created: time.Now().UTC(),
+	}
+	span.SetAttributes(attribute.String("gridnode.job", rec.ID))
+	if len(spec.Files) > 0 {
+		rec.FilesDir = filepath.Join(n.dataDir, "jobs", rec.ID, "files")
+		if err := writeJobFiles(rec.FilesDir, spec.Files); err != nil {
+			return wireError(fmt.Errorf("%w: write job files: %v", ErrStorage, err))
+		}
+		rec.Spec.Files = nil // on disk, not in every record read
+	}
+	if err := n.store.Begin(rec); err != nil {
+		return wireError(err)
+	}
+	accepted := false
+	defer func() {
+		if !accepted {
+			n.dropJob(rec)
+		}
+	}()
+	for {
+		var f api.SubmitFrame
+		if err := call.Recv(&f); err != nil {
+			if err == io.EOF {
+				return transport.Errorf(transport.CodeBadRequest, "submit stream ended after %d items without an end frame: nothing was accepted", rec.Items)
+			}
+			return err
+		}
+		if f.End != nil {
+			if f.End.Count != rec.Items {
+				return transport.Errorf(transport.CodeBadRequest, "submit end says %d items but %d arrived: nothing was accepted", f.End.Count, rec.Items)
+			}
+			break
+		}
+		if f.Batch == nil {
+			return transport.Errorf(transport.CodeBadRequest, "submit frame carries neither items nor an end")
+		}
+		if len(f.Batch.Inputs) > api.MaxItemBatch {
+			return transport.Errorf(transport.CodeTooLarge, "a batch of %d items exceeds the %d-item limit", len(f.Batch.Inputs), api.MaxItemBatch)
+		}
+		for i, in := range f.Batch.Inputs {
+			if len(in) > api.MaxItemInput {
+				return transport.Errorf(transport.CodeTooLarge, "item %d has %d bytes of input; the limit is %d MiB: pass large data as job files", rec.Items+uint64(i), len(in), api.MaxItemInput>>20)
+			}
+		}
+		if err := n.store.AppendInputs(rec.ID, rec.Items, f.Batch.Inputs); err != nil {
+			return wireError(err)
+		}
+		rec.Items += uint64(len(f.Batch.Inputs))
+	}
+	if rec.Items == 0 {
+		return transport.Errorf(transport.CodeBadRequest, "a job needs at least one item")
+	}
+	rec.State = api.JobRunning
+	existing, err := n.store.Accept(rec)
+	if err != nil {
+		return wireError(err)
+	}
+	accepted = true
+	if existing != "" {
+		st, err := n.jobStatus(existing)
+		if err != nil {
+			return wireError(err)
+		}
+		return call.Send(api.SubmitReply{JobID: existing, Items: st.Items, Existed: true})
+	}
+	if err := n.sched.add(rec, lim); err != nil {
+		return wireError(err)
+	}
+	n.metrics.jobsSubmitted.Add(ctx, 1)
+	n.metrics.items.Add(ctx, int64(rec.Items))
+	n.log.Info("job accepted", "job", rec.ID, "items", rec.Items, "module", spec.Module, "trace", trace.SpanContextFromContext(ctx).TraceID())
+	return call.Send(api.SubmitReply{JobID: rec.ID, Items: rec.Items})
+}
+
+func writeJobFiles(dir string, files map[string][]byte) error {
+	for p, data := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(full, data, 0o400); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) dropJob(rec *jobRecord) {
+	if err := n.store.Drop(rec.ID); err != nil {
+		n.log.Warn("could not drop a job; it is dropped at the next start", "job", rec.ID, "err", err)
+	}
+	if rec.FilesDir != "" {
+		os.RemoveAll(filepath.Dir(rec.FilesDir))
+	}
+}
+
+func (n *Node) jobStatus(id string) (api.JobStatus, error) {
+	if st, _, ok := n.sched.status(id); ok {
+		return st, nil
+	}
+	return api.JobStatus{}, fmt.Errorf("%w: job %s (unknown here, or its results expired)", ErrNotFound, id)
+}
+
+func (n *Node) handleStatus(ctx context.Context, call *transport.ServerCall) error {
+	var ref api.JobRef
+	if err := call.Recv(&ref); err != nil {
+		return err
+	}
+	st, err := n.jobStatus(ref.JobID)
+	if err != nil {
+		return wireError(err)
+	}
+	return call.Send(st)
+}
+
+func (n *Node) handleCancel(ctx context.Context, call *transport.ServerCall) error {
+	var ref api.JobRef
+	if err := call.Recv(&ref); err != nil {
+		return err
+	}
+	if err := n.sched.cancel(ref.JobID); err != nil {
+		return wireError(err)
+	}
+	st, err := n.jobStatus(ref.JobID)
+	if err != nil {
+		return wireError(err)
+	}
+	n.log.Info("job cancel", "job", ref.JobID, "state", st.State)
+	return call.Send(st)
+}
+
+func (n *Node) handleList(ctx context.Context, call *transport.ServerCall) error {
+	var req api.JobListRequest
+	if err := call.Recv(&req); err != nil {
+		return err
+	}
+	return call.Send(api.JobList{Jobs: n.sched.statuses()})
+}
+
+func (n *Node) handleInfo(ctx context.Context, call *transport.ServerCall) error {
+	var req api.NodeInfoRequest
+	if err := call.Recv(&req); err != nil {
+		return err
+	}
+	return call.Send(n.Info())
+}
+
+// resultBatchBytes keeps one results frame well under the frame cap.
+const resultBatchBytes = 2 << 20
+
+func (n *Node) handleResults(ctx context.Context, call *transport.ServerCall) error {
+	var req api.ResultsRequest
+	if err := call.Recv(&req); err != nil {
+		return err
+	}
+	cursor := req.Cursor
+	// The store is ahead of the in-memory status while a commit is being
+	// applied: check the cursor against the store.
+	rec, err := n.store.Job(req.JobID)
+	if err != nil {
+		return wireError(fmt.Errorf("%w (unknown here, or its results expired)", err))
+	}
+	if cursor > rec.Results {
+		return transport.Errorf(transport.CodeBadRequest, "cursor %d is past the job's %d results", cursor, rec.Results)
+	}
+	for {
+		st, changed, ok := n.sched.status(req.JobID)
+		if !ok {
+			return wireError(fmt.Errorf("%w: job %s (unknown here, or its results expired)", ErrNotFound, req.JobID))
+		}
+		sent, err := n.sendResults(call, req, &cursor)
+		if err != nil {
+			return err
+		}
+		// Status was read before the results: if it said done, every
+		// result is now sent.
+		if st.Done() && cursor == st.Committed+st.Failed {
+			return call.Send(api.ResultBatch{Cursor: cursor, Status: &st})
+		}
+		if !req.Follow {
+			if !sent {
+				return call.Send(api.ResultBatch{Cursor: cursor})
+			}
+			return nil
+		}
+		if !sent {
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// sendResults sends every result after *cursor in frames, advancing it.
+func (n *Node) sendResults(call *transport.ServerCall, req api.ResultsRequest, cursor *uint64) (bool, error) {
+	sent := false
+	for {
+		rs, err := n.store.Results(req.JobID, *cursor, 256, !req.NoOutput)
+		if err != nil {
+			return sent, wireError(err)
+		}
+		if len(rs) == 0 {
+			return sent, nil
+		}
+		size, cut := 0, len(rs)
+		for i, r := range rs {
+			size += len(r.Output) + len(r.Log) + len(r.Message) + 128
+			if size > resultBatchBytes && i > 0 {
+				cut = i
+				break
+			}
+		}
+		rs = rs[:cut]
+		*cursor = rs[len(rs)-1].Seq
+		if err := call.Send(api.ResultBatch{Results: rs, Cursor: *cursor}); err != nil {
+			return sent, err
+		}
+		sent = true
+	}
+}

@@ -1,0 +1,404 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/gridnode/gridnode/sdk/api"
+	"github.com/gridnode/gridnode/transport"
+)
+
+// Config says how to reach a node. Addr and credentials usually come from a
+// Profile.
+type Config struct {
+	Addr string
+	// CA, Cert and Key are PEM files: the cluster CA and this client's
+	// certificate and key.
+	CA, Cert, Key string
+	// Network overrides the QUIC network; tests use transport's in-memory one.
+	Network transport.Network
+}
+
+// ConfigFromProfile is the Config a profile describes.
+func ConfigFromProfile(p Profile) Config {
+	return Config{Addr: p.Addr, CA: p.CA, Cert: p.Cert, Key: p.Key}
+}
+
+// Client talks to one node. It redials when its connection breaks; calls
+// are safe for concurrent use.
+type Client struct {
+	cfg     Config
+	network transport.Network
+
+	mu sync.Mutex
+	rc *transport.Client
+	cn transport.Conn
+}
+
+// ErrUnreachable wraps failures to reach or stay connected to the node.
+var ErrUnreachable = errors.New("sdk: node unreachable")
+
+// Dial connects to the node in cfg.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("sdk: no node address: pass one, or load a profile written by `gridnode dev`")
+	}
+	c := &Client{cfg: cfg, network: cfg.Network}
+	if c.network == nil {
+		creds, err := transport.LoadClient(cfg.CA, cfg.Cert, cfg.Key)
+		if err != nil {
+			return nil, fmt.Errorf("sdk: load credentials: %w", err)
+		}
+		c.network = transport.NewQUIC(creds, transport.QUICConfig{})
+	}
+	if _, err := c.client(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// client returns a live connection, dialling again if the last one broke.
+func (c *Client) client(ctx context.Context) (*transport.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rc != nil && c.cn.Context().Err() == nil {
+		return c.rc, nil
+	}
+	if c.rc != nil {
+		c.rc.Close()
+		c.rc = nil
+	}
+	cn, err := c.network.Dial(ctx, c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.cfg.Addr, err)
+	}
+	c.cn, c.rc = cn, transport.NewClient(cn, transport.ClientConfig{})
+	return c.rc, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rc != nil {
+		err := c.rc.Close()
+		c.rc = nil
+		return err
+	}
+	return nil
+}
+
+// Addr is the node this client talks to.
+func (c *Client) Addr() string { return c.cfg.Addr }
+
+func (c *Client) call(ctx context.Context, method string, req, resp any) error {
+	rc, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	return c.wrap(rc.Call(ctx, method, req, resp))
+}
+
+// wrap marks connection failures as ErrUnreachable; errors the node sent
+// (*transport.Error) pass unchanged.
+func (c *Client) wrap(err error) error {
+	var te *transport.Error
+	if err == nil || errors.As(err, &te) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.cfg.Addr, err)
+}
+
+// PushModule uploads a module and returns its name ("sha256:…"). Pushing a
+// module the node already has costs one upload and changes nothing.
+func (c *Client) PushModule(ctx context.Context, wasm []byte) (api.ModulePushReply, error) {
+	rc, err := c.client(ctx)
+	if err != nil {
+		return api.ModulePushReply{}, err
+	}
+	st, err := rc.Stream(ctx, api.MethodModulePush)
+	if err != nil {
+		return api.ModulePushReply{}, c.wrap(err)
+	}
+	defer st.Close()
+	for off := 0; off < len(wasm); off += api.ModuleChunkSize {
+		end := min(off+api.ModuleChunkSize, len(wasm))
+		if err := st.Send(api.ModuleChunk{Data: wasm[off:end]}); err != nil {
+			break // the node ended the call early: its verdict follows
+		}
+	}
+	st.CloseSend()
+	var reply api.ModulePushReply
+	if err := st.Recv(&reply); err != nil {
+		return reply, c.wrap(err)
+	}
+	return reply, nil
+}
+
+// Submit streams a job's items to the node and returns once the node has
+// stored all of them durably. Items are sent in batches as they are
+// produced. An error from items aborts the submit: nothing is accepted.
+func (c *Client) Submit(ctx context.Context, spec api.JobSpec, items iter.Seq2[[]byte, error]) (api.SubmitReply, error) {
+	rc, err := c.client(ctx)
+	if err != nil {
+		return api.SubmitReply{}, err
+	}
+	st, err := rc.Stream(ctx, api.MethodJobSubmit)
+	if err != nil {
+		return api.SubmitReply{}, c.wrap(err)
+	}
+	defer st.Close()
+	var reply api.SubmitReply
+	// A send fails when the node has ended the call early (a refusal, or an
+	// idempotency hit): its reply says why.
+	verdict := func() (api.SubmitReply, error) {
+		st.CloseSend()
+		if err := st.Recv(&reply); err != nil {
+			return reply, c.wrap(err)
+		}
+		return reply, nil
+	}
+	if err := st.Send(api.SubmitHeader{Spec: spec}); err != nil {
+		return verdict()
+	}
+	var (
+		count uint64
+		batch [][]byte
+		size  int
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := st.Send(api.SubmitFrame{Batch: &api.ItemBatch{Inputs: batch}})
+		count += uint64(len(batch))
+		batch, size = batch[:0], 0
+		return err
+	}
+	for in, err := range items {
+		if err != nil {
+			return api.SubmitReply{}, fmt.Errorf("sdk: item %d: %w (nothing was submitted)", count+uint64(len(batch)), err)
+		}
+		if len(in) > api.MaxItemInput {
+			return api.SubmitReply{}, fmt.Errorf("sdk: item %d has %d bytes; the limit is %d MiB: pass large data as job files (nothing was submitted)", count+uint64(len(batch)), len(in), api.MaxItemInput>>20)
+		}
+		if size+len(in) > 2<<20 || len(batch) == api.MaxItemBatch {
+			if err := flush(); err != nil {
+				return verdict()
+			}
+		}
+		batch = append(batch, in)
+		size += len(in) + 8
+	}
+	if err := flush(); err != nil {
+		return verdict()
+	}
+	if err := st.Send(api.SubmitFrame{End: &api.SubmitEnd{Count: count}}); err != nil {
+		return verdict()
+	}
+	return verdict()
+}
+
+// Status returns a job's progress.
+func (c *Client) Status(ctx context.Context, jobID string) (api.JobStatus, error) {
+	var st api.JobStatus
+	err := c.call(ctx, api.MethodJobStatus, api.JobRef{JobID: jobID}, &st)
+	return st, err
+}
+
+// Cancel stops a job: no new executions start, running ones are stopped and
+// their outcomes discarded. Results committed before stay readable.
+func (c *Client) Cancel(ctx context.Context, jobID string) (api.JobStatus, error) {
+	var st api.JobStatus
+	err := c.call(ctx, api.MethodJobCancel, api.JobRef{JobID: jobID}, &st)
+	return st, err
+}
+
+// Jobs lists the jobs the node holds.
+func (c *Client) Jobs(ctx context.Context) ([]api.JobStatus, error) {
+	var l api.JobList
+	err := c.call(ctx, api.MethodJobList, api.JobListRequest{}, &l)
+	return l.Jobs, err
+}
+
+// Info describes the node.
+func (c *Client) Info(ctx context.Context) (api.NodeInfo, error) {
+	var in api.NodeInfo
+	err := c.call(ctx, api.MethodNodeInfo, api.NodeInfoRequest{}, &in)
+	return in, err
+}
+
+// Wait polls a job's status every interval (0 means 250 ms), calling fn
+// (if not nil) with each, until the job is done or ctx ends.
+func (c *Client) Wait(ctx context.Context, jobID string, interval time.Duration, fn func(api.JobStatus)) (api.JobStatus, error) {
+	if interval <= 0 {
+		interval = 250 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		st, err := c.Status(ctx, jobID)
+		if err != nil {
+			return st, err
+		}
+		if fn != nil {
+			fn(st)
+		}
+		if st.Done() {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// ResultsOptions choose where a results read starts and whether it waits.
+type ResultsOptions struct {
+	// Cursor is the Seq of the last result already read; 0 starts at the
+	// beginning. Keep Results.Cursor() to resume after a disconnect.
+	Cursor uint64
+	// Follow keeps reading as results commit, until the job is done.
+	Follow bool
+	// NoOutput leaves outputs and logs out.
+	NoOutput bool
+}
+
+// Results reads a job's result log in commit order. When the connection
+// breaks it redials and resumes after the last result it returned, so each
+// result is returned once.
+type Results struct {
+	c      *Client
+	req    api.ResultsRequest
+	st     *transport.ClientStream
+	buf    []api.Result
+	status *api.JobStatus
+	err    error
+	ended  bool
+}
+
+// Results starts reading job jobID's results.
+func (c *Client) Results(jobID string, opt ResultsOptions) *Results {
+	return &Results{c: c, req: api.ResultsRequest{JobID: jobID, Cursor: opt.Cursor, Follow: opt.Follow, NoOutput: opt.NoOutput}}
+}
+
+// Cursor is the Seq of the last result returned: pass it as
+// ResultsOptions.Cursor to resume.
+func (r *Results) Cursor() uint64 { return r.req.Cursor }
+
+// Status is the job's final status, once the stream ended because the job is done.
+func (r *Results) Status() *api.JobStatus { return r.status }
+
+// Err is the error that ended the read, if any.
+func (r *Results) Err() error { return r.err }
+
+// Close stops reading.
+func (r *Results) Close() {
+	if r.st != nil {
+		r.st.Close()
+		r.st = nil
+	}
+	r.ended = true
+}
+
+// Next returns the next result; false at the end of the log (or, with
+// Follow, when the job is done) or on error (see Err).
+func (r *Results) Next(ctx context.Context) (api.Result, bool) {
+	const redials = 3
+	tries := 0
+	for len(r.buf) == 0 {
+		if r.ended || r.err != nil {
+			return api.Result{}, false
+		}
+		if r.st == nil {
+			rc, err := r.c.client(ctx)
+			if err == nil {
+				r.st, err = rc.Stream(ctx, api.MethodJobResults)
+			}
+			if err == nil {
+				err = r.st.Send(r.req)
+			}
+			if err == nil {
+				err = r.st.CloseSend()
+			}
+			if err != nil {
+				if r.retry(ctx, &tries, redials, err) {
+					continue
+				}
+				return api.Result{}, false
+			}
+		}
+		var b api.ResultBatch
+		err := r.st.Recv(&b)
+		if err == io.EOF {
+			r.st.Close()
+			r.st = nil
+			if !r.req.Follow {
+				r.ended = true
+			}
+			continue
+		}
+		if err != nil {
+			if r.retry(ctx, &tries, redials, err) {
+				continue
+			}
+			return api.Result{}, false
+		}
+		r.buf = b.Results
+		if b.Status != nil {
+			r.status = b.Status
+			r.ended = true
+		}
+	}
+	res := r.buf[0]
+	r.buf = r.buf[1:]
+	r.req.Cursor = res.Seq
+	return res, true
+}
+
+// retry decides whether a failed read is worth a new stream: errors from the
+// node are final, broken connections are retried a few times.
+func (r *Results) retry(ctx context.Context, tries *int, max int, err error) bool {
+	if r.st != nil {
+		r.st.Close()
+		r.st = nil
+	}
+	var te *transport.Error
+	*tries++
+	if errors.As(err, &te) || ctx.Err() != nil || *tries > max {
+		r.err = r.c.wrap(err)
+		return false
+	}
+	select {
+	case <-time.After(time.Duration(*tries) * 100 * time.Millisecond):
+		return true
+	case <-ctx.Done():
+		r.err = ctx.Err()
+		return false
+	}
+}
+
+// All reads every remaining result (see Next).
+func (r *Results) All(ctx context.Context) iter.Seq2[api.Result, error] {
+	return func(yield func(api.Result, error) bool) {
+		for {
+			res, ok := r.Next(ctx)
+			if !ok {
+				if r.err != nil {
+					yield(api.Result{}, r.err)
+				}
+				return
+			}
+			if !yield(res, nil) {
+				return
+			}
+		}
+	}
+}

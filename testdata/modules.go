@@ -1,0 +1,35 @@
+// Package testdata embeds the prebuilt job modules that sit beside their
+// sources in this directory, so that the demo, the benchmarks and tests in
+// any package can run them without a WebAssembly toolchain. Rebuild them
+// with ./build.sh.
+package testdata
+
+import _ "embed"
+
+// Example and benchmark modules.
+var (
+	//go:embed primes/primes.wasm
+	Primes []byte // Go, guest SDK: "lo hi" → "lo hi count\n", primes in [lo, hi)
+	//go:embed echo/echo.wasm
+	Echo []byte // WAT: stdin → stdout
+	//go:embed work/work.wasm
+	Work []byte // WAT: decimal N → N rounds of integer mixing (see WorkOutput)
+)
+
+// WorkOutput is what work.wasm prints for input n: the native twin of its
+// mixing function, so that a test can check every byte of its output.
+func WorkOutput(n uint64) string {
+	const hex = "0123456789abcdef"
+	x := n
+	for range n {
+		x = x*6364136223846793005 + 1442695040888963407
+		x ^= x >> 29
+	}
+	var b [17]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = hex[x&15]
+		x >>= 4
+	}
+	b[16] = '\n'
+	return string(b[:])
+}
