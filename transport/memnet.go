@@ -566,9 +566,10 @@ func (c *memConn) Close(reason string) error {
 // pipe is one direction of a stream: bytes written at one end become
 // readable at the other after the link's delay.
 type pipe struct {
-	net      *MemNetwork
-	from, to string
-	conn     *memConnShared
+	net        *MemNetwork
+	from, to   string
+	conn       *memConnShared
+	writerDone context.CancelFunc // ends the writing end's context
 
 	mu struct {
 		sync.Mutex
@@ -606,6 +607,10 @@ func (p *pipe) arrivalLocked(delay time.Duration) time.Time {
 // memStream is one end of a stream.
 type memStream struct {
 	in, out *pipe
+	// ctx ends when our send side is finished: Close, Abort, the peer's
+	// stop or reset, or the connection's end. As quic.Stream.Context.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu struct {
 		sync.Mutex
@@ -619,6 +624,9 @@ func newMemStreamPair(opener, acceptor *memConn) (mine, theirs *memStream) {
 	ab, ba := newPipe(opener), newPipe(acceptor)
 	mine = &memStream{in: ba, out: ab}
 	theirs = &memStream{in: ab, out: ba}
+	mine.ctx, mine.cancel = context.WithCancel(opener.ctx)
+	theirs.ctx, theirs.cancel = context.WithCancel(acceptor.ctx)
+	ab.writerDone, ba.writerDone = mine.cancel, theirs.cancel
 	mine.mu.wake = make(chan struct{})
 	theirs.mu.wake = make(chan struct{})
 	return mine, theirs
@@ -629,6 +637,8 @@ func (s *memStream) state() (deadline time.Time, aborted bool, wake <-chan struc
 	defer s.mu.Unlock()
 	return s.mu.deadline, s.mu.aborted, s.mu.wake
 }
+
+func (s *memStream) Context() context.Context { return s.ctx }
 
 func (s *memStream) SetDeadline(t time.Time) error {
 	s.mu.Lock()
@@ -781,6 +791,7 @@ func (s *memStream) Close() error {
 		p.mu.finAt = p.arrivalLocked(delay)
 		p.notifyLocked()
 	}
+	p.writerDone()
 	return nil
 }
 
@@ -794,6 +805,7 @@ func (s *memStream) CloseRead() {
 		p.mu.buffered = 0
 		p.notifyLocked()
 	}
+	p.writerDone() // the peer may not send any more
 }
 
 func (s *memStream) Abort() {
@@ -812,4 +824,5 @@ func (s *memStream) Abort() {
 		p.notifyLocked()
 	}
 	p.mu.Unlock()
+	p.writerDone()
 }

@@ -68,6 +68,21 @@ type readCloser interface {
 	CloseRead()
 }
 
+// streamContexter is implemented by both of our streams: the context ends
+// when our send side is finished, including when the peer asked us to stop
+// sending or reset the stream. The server uses it to cancel a handler whose
+// client gave up.
+type streamContexter interface {
+	Context() context.Context
+}
+
+func streamContext(s Stream) context.Context {
+	if sc, ok := s.(streamContexter); ok {
+		return sc.Context()
+	}
+	return nil
+}
+
 func closeRead(s Stream) {
 	if rc, ok := s.(readCloser); ok {
 		rc.CloseRead()

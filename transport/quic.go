@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -56,23 +57,55 @@ func NewQUIC(creds *Credentials, cfg QUICConfig) *QUIC {
 	}
 }
 
-// Listen listens on a UDP address such as "127.0.0.1:0".
+// Listen listens on a UDP address such as "127.0.0.1:0". Closing the
+// listener stops new connections; the UDP socket is released once the
+// connections it accepted are gone too.
 func (q *QUIC) Listen(addr string) (Listener, error) {
-	l, err := quic.ListenAddr(addr, q.creds.serverTLS(), q.config.Clone())
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %s: %w", addr, err)
 	}
-	return &quicListener{l: l}, nil
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen on %s: %w", addr, err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	l, err := tr.Listen(q.creds.serverTLS(), q.config.Clone())
+	if err != nil {
+		tr.Close()
+		udp.Close()
+		return nil, fmt.Errorf("transport: listen on %s: %w", addr, err)
+	}
+	ql := &quicListener{l: l, tr: tr, udp: udp}
+	return ql, nil
 }
 
 // Dial connects to a node at addr. A server whose certificate does not
 // chain to our CA fails here; a client rejected by the server may only learn
-// so on its first stream (TLS 1.3 verifies the client last).
+// so on its first stream (TLS 1.3 verifies the client last). Each dialed
+// connection has its own UDP socket, released when the connection ends.
 func (q *QUIC) Dial(ctx context.Context, addr string) (Conn, error) {
-	c, err := quic.DialAddr(ctx, addr, q.creds.clientTLS(), q.config.Clone())
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
 	}
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	release := func() {
+		tr.Close()
+		udp.Close()
+	}
+	c, err := tr.Dial(ctx, ua, q.creds.clientTLS(), q.config.Clone())
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	// Owning the transport (instead of quic.DialAddr) releases the socket as
+	// soon as the connection ends, not after its draining period.
+	context.AfterFunc(c.Context(), release)
 	qc, err := wrapQUICConn(c)
 	if err != nil {
 		c.CloseWithError(quicCodeNoError, "bad identity")
@@ -81,13 +114,24 @@ func (q *QUIC) Dial(ctx context.Context, addr string) (Conn, error) {
 	return qc, nil
 }
 
-type quicListener struct{ l *quic.Listener }
+type quicListener struct {
+	l   *quic.Listener
+	tr  *quic.Transport
+	udp *net.UDPConn
+
+	mu struct {
+		sync.Mutex
+		live     int // accepted connections not yet closed
+		closed   bool
+		released bool
+	}
+}
 
 func (l *quicListener) Accept(ctx context.Context) (Conn, error) {
 	for {
 		c, err := l.l.Accept(ctx)
 		if err != nil {
-			if errors.Is(err, quic.ErrServerClosed) {
+			if errors.Is(err, quic.ErrServerClosed) || errors.Is(err, quic.ErrTransportClosed) {
 				return nil, fmt.Errorf("transport: accept on %s: %w", l.Addr(), net.ErrClosed)
 			}
 			return nil, err
@@ -97,12 +141,46 @@ func (l *quicListener) Accept(ctx context.Context) (Conn, error) {
 			c.CloseWithError(quicCodeNoError, err.Error())
 			continue
 		}
+		l.mu.Lock()
+		l.mu.live++
+		l.mu.Unlock()
+		context.AfterFunc(c.Context(), l.connDone)
 		return qc, nil
 	}
 }
 
-func (l *quicListener) Addr() string { return l.l.Addr().String() }
-func (l *quicListener) Close() error { return l.l.Close() }
+func (l *quicListener) connDone() {
+	l.mu.Lock()
+	l.mu.live--
+	release := l.releaseLocked()
+	l.mu.Unlock()
+	release()
+}
+
+// releaseLocked returns what to call, outside the lock, to release the
+// socket once the listener is closed and its connections are gone.
+func (l *quicListener) releaseLocked() func() {
+	if !l.mu.closed || l.mu.live > 0 || l.mu.released {
+		return func() {}
+	}
+	l.mu.released = true
+	return func() {
+		l.tr.Close()
+		l.udp.Close()
+	}
+}
+
+func (l *quicListener) Addr() string { return l.udp.LocalAddr().String() }
+
+func (l *quicListener) Close() error {
+	err := l.l.Close()
+	l.mu.Lock()
+	l.mu.closed = true
+	release := l.releaseLocked()
+	l.mu.Unlock()
+	release()
+	return err
+}
 
 type quicConn struct {
 	c    *quic.Conn
@@ -158,6 +236,7 @@ func (s quicStream) Write(p []byte) (int, error)   { return s.s.Write(p) }
 func (s quicStream) Close() error                  { return s.s.Close() }
 func (s quicStream) SetDeadline(t time.Time) error { return s.s.SetDeadline(t) }
 func (s quicStream) CloseRead()                    { s.s.CancelRead(quicCodeStop) }
+func (s quicStream) Context() context.Context      { return s.s.Context() }
 func (s quicStream) Abort() {
 	s.s.CancelRead(quicCodeAbort)
 	s.s.CancelWrite(quicCodeAbort)

@@ -236,6 +236,10 @@ func (s *Server) serveCall(ctx context.Context, peer Peer, st Stream) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if sctx := streamContext(st); sctx != nil {
+		// The client aborted the call (or stopped reading our responses).
+		defer context.AfterFunc(sctx, cancel)()
+	}
 	call := &ServerCall{ctx: ctx, cancel: cancel, stream: st, peer: peer, method: hdr.Method, maxFrame: s.cfg.MaxFrame}
 	s.finish(st, s.run(ctx, h, call))
 }
@@ -382,9 +386,9 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 		}
 		return err
 	}
-	if err := s.CloseSend(); err != nil {
-		return s.fail(err)
-	}
+	// A server that already answered may have stopped reading, which makes
+	// the close fail; the answer, or the real failure, comes from Recv.
+	s.CloseSend()
 	switch err := s.Recv(resp); err {
 	case nil:
 	case io.EOF:
@@ -451,7 +455,8 @@ func (s *ClientStream) Send(v any) error {
 	return nil
 }
 
-// CloseSend tells the server no more requests follow.
+// CloseSend tells the server no more requests follow. It fails if the
+// server already ended the call; Recv then returns how it ended.
 func (s *ClientStream) CloseSend() error {
 	s.sendClosed = true
 	if err := s.stream.Close(); err != nil {

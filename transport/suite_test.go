@@ -138,14 +138,13 @@ func startServer(t *testing.T, tn testNet, cfg ServerConfig) (string, *Server) {
 		p := c.Peer()
 		return c.Send(echoMsg{Text: string(p.Role) + "/" + p.ID})
 	})
-	blocked := make(chan struct{})
+	blocked := make(chan struct{}, 16)
 	srv.Handle("block", func(ctx context.Context, c *ServerCall) error {
 		blocked <- struct{}{}
 		<-ctx.Done()
 		blocked <- struct{}{}
 		return ctx.Err()
 	})
-	t.Cleanup(func() { close(blocked) })
 	srvBlocked[srv] = blocked
 
 	l, err := tn.server.Listen(tn.listenAddr)
@@ -369,7 +368,7 @@ func TestBehaviour(t *testing.T) {
 				"empty frame":            {0, 0, 0, 0},
 				"truncated frame":        {0, 0, 0, 9, 'H'},
 				"header then garbage":    append([]byte{0, 0, 0, 7, 'H', 0xa1, 0x01, 0x64, 'e', 'c', 'h'}, random[:100]...),
-				"bad message cbor":       {0, 0, 0, 7, 'H', 0xa1, 0x01, 0x64, 'e', 'c', 'h', 'o', 0, 0, 0, 3, 'M', 0x9f, 0x01},
+				"bad message cbor":       {0, 0, 0, 8, 'H', 0xa1, 0x01, 0x64, 'e', 'c', 'h', 'o', 0, 0, 0, 3, 'M', 0x9f, 0x01},
 			}
 			for name, in := range inputs {
 				t.Run(name, func(t *testing.T) {
@@ -384,6 +383,9 @@ func TestBehaviour(t *testing.T) {
 					st.SetDeadline(time.Now().Add(5 * time.Second))
 					reply, _ := io.ReadAll(io.LimitReader(st, 1<<20))
 					t.Logf("server answered %d bytes: %q", len(reply), reply)
+					if name == "bad message cbor" && !bytes.Contains(reply, []byte(`request to "echo"`)) {
+						t.Fatalf("a malformed message got %q, want a %s error frame", reply, CodeBadFrame)
+					}
 					var out echoMsg
 					if err := client.Call(ctx, "echo", echoMsg{Text: "alive"}, &out); err != nil || out.Text != "alive" {
 						t.Fatalf("server did not survive: %v", err)
@@ -579,5 +581,62 @@ func TestBehaviourConnLevel(t *testing.T) {
 				t.Fatal("AcceptStream on a closed connection succeeded")
 			}
 		})
+	})
+}
+
+func TestServerLimitsAndShutdown(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, tn testNet) {
+		srv := NewServer(ServerConfig{MaxConcurrentCalls: 1})
+		running := make(chan struct{}, 1)
+		handlerDone := make(chan error, 1)
+		srv.Handle("hold", func(ctx context.Context, c *ServerCall) error {
+			running <- struct{}{}
+			<-ctx.Done()
+			handlerDone <- ctx.Err()
+			return ctx.Err()
+		})
+		l, err := tn.server.Listen(tn.listenAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, stopServing := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ctx, l) }()
+		defer srv.Close()
+		client := dialClient(t, tn, l.Addr(), ClientConfig{})
+
+		first := make(chan error, 1)
+		go func() {
+			var out echoMsg
+			first <- client.Call(testCtx(t), "hold", echoMsg{}, &out)
+		}()
+		<-running
+		var out echoMsg
+		err = client.Call(testCtx(t), "hold", echoMsg{}, &out)
+		if CodeOf(err) != CodeUnavailable {
+			t.Fatalf("a call over the limit: %v, want %s", err, CodeUnavailable)
+		}
+
+		// Ending Serve's ctx cancels running handlers and closes connections.
+		stopServing()
+		select {
+		case err := <-served:
+			if !errors.Is(err, ErrServerClosed) {
+				t.Fatalf("Serve returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after its ctx ended")
+		}
+		if err := <-handlerDone; err == nil {
+			t.Fatal("handler ctx was not cancelled")
+		}
+		if err := <-first; err == nil {
+			t.Fatal("the held call succeeded after the server went away")
+		}
+		if tn.name == "mem" { // over UDP this would only time out
+			if _, err := tn.client.Dial(testCtx(t), l.Addr()); err == nil {
+				t.Fatal("dialed a server whose listener was closed")
+			}
+		}
 	})
 }
