@@ -21,11 +21,11 @@ var guest struct {
 	err  error
 }
 
-// guestWasm builds ./testguest for wasip1 (cached in the OS temp dir by source hash).
+// guestWasm builds ./testdata/testguest for wasip1 (cached in the OS temp dir by source hash).
 func guestWasm(t testing.TB) []byte {
 	t.Helper()
 	guest.once.Do(func() {
-		src, err := os.ReadFile(filepath.Join("testguest", "main.go"))
+		src, err := os.ReadFile(filepath.Join("testdata", "testguest", "main.go"))
 		if err != nil {
 			guest.err = err
 			return
@@ -37,7 +37,7 @@ func guestWasm(t testing.TB) []byte {
 			return
 		}
 		gobin := filepath.Join(runtimeGOROOT(), "bin", "go")
-		cmd := exec.Command(gobin, "build", "-o", out+".tmp", "./testguest")
+		cmd := exec.Command(gobin, "build", "-o", out+".tmp", "./testdata/testguest")
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			guest.err = err

@@ -41,6 +41,10 @@ type worker struct {
 
 const workerStartTimeout = 30 * time.Second
 
+// moduleLoadTimeout bounds how long a worker may take to load (compile) a
+// module before the execution's deadline starts.
+const moduleLoadTimeout = 5 * time.Minute
+
 func newPool(command []string, dir string, workers int, log *slog.Logger) *pool {
 	return &pool{command: command, dir: dir, maxIdle: workers, log: log}
 }
@@ -201,13 +205,21 @@ func (p *pool) execute(ctx context.Context, t Task, scratch string) Outcome {
 		os.RemoveAll(scratch)
 		return Outcome{Status: StatusCrashed, Message: fmt.Sprintf("worker %d did not take the task: %v%s", w.pid, err, stderrHint(w.stderrTail()))}
 	}
-	overrun := time.NewTimer(t.Limits.Deadline + Grace)
+	// Until the worker says the module is loaded, allow for a compilation.
+	overrun := time.NewTimer(moduleLoadTimeout)
 	defer overrun.Stop()
 	cancelSent := false
 	done := ctx.Done()
 	for {
 		select {
 		case m, ok := <-w.msgs:
+			if ok && m.Kind == msgStarted && m.ID == id {
+				start = time.Now()
+				if !cancelSent {
+					overrun.Reset(t.Limits.Deadline + Grace)
+				}
+				continue
+			}
 			if !ok || m.Kind != msgResult || m.Result == nil || m.ID != id {
 				p.kill(w)
 				p.replace()

@@ -10,7 +10,8 @@ import (
 
 // The worker protocol: each frame is a 4-byte big-endian length followed by
 // that many bytes of one gob-encoded message. The supervisor sends init, then
-// run and cancel; the worker answers ready, then one result per run.
+// run and cancel; the worker answers ready, then started (module loaded,
+// deadline running) and one result per run.
 // Frames above maxFrame are refused before any allocation.
 
 const maxFrame = 512 << 20
@@ -23,6 +24,7 @@ const (
 	msgRun
 	msgCancel
 	msgResult
+	msgStarted // the module is loaded and the deadline starts now
 )
 
 type message struct {
@@ -71,7 +73,7 @@ func readMessage(r io.Reader) (*message, error) {
 	if err := gob.NewDecoder(&body).Decode(m); err != nil {
 		return nil, fmt.Errorf("plugins: decode frame: %w", err)
 	}
-	if m.Kind < msgInit || m.Kind > msgResult {
+	if m.Kind < msgInit || m.Kind > msgStarted {
 		return nil, fmt.Errorf("plugins: unknown frame kind %d", m.Kind)
 	}
 	return m, nil

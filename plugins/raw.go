@@ -22,7 +22,13 @@ type Raw struct {
 // NewRaw compiles wasm in a fresh runtime.
 func NewRaw(ctx context.Context, wasm []byte) (*Raw, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	_, err := wasi_snapshot_preview1.Instantiate(ctx, rt)
+	if err == nil { // modules built with the guest SDK import grid.progress
+		_, err = rt.NewHostModuleBuilder("grid").
+			NewFunctionBuilder().WithFunc(func(float64) {}).Export("progress").
+			Instantiate(ctx)
+	}
+	if err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}

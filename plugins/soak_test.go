@@ -14,7 +14,7 @@ import (
 // 200 by default (30 with -short); GRIDNODE_SOAK=1 runs 1,000 with more runaways.
 func TestHostileSoak(t *testing.T) {
 	n, recurseEvery := 200, 50
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 30
 	}
 	if os.Getenv("GRIDNODE_SOAK") == "1" {

@@ -89,6 +89,14 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		res runResult
 	}
 	results := make(chan result, 1)
+	type load struct {
+		id      uint64
+		t       Task
+		scratch string
+		c       *compiled
+		err     error
+	}
+	loaded := make(chan load, 1)
 	var (
 		busy     bool
 		curID    uint64
@@ -116,24 +124,39 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 					return fmt.Errorf("run %d while busy with %d (or without a task)", m.ID, curID)
 				}
 				busy, curID = true, m.ID
-				cur = newExecution(*m.Task)
-				timer = time.NewTimer(cur.lim.Deadline)
-				deadline = timer.C
-				go func(id uint64, x *execution, scratch string) {
-					results <- result{id, workerRun(ctx, eng, st, x, scratch)}
-				}(m.ID, cur, m.Scratch)
+				go func(l load) { // loading the module does not count against the deadline
+					l.c, l.err = workerModule(ctx, eng, st, l.t.Module)
+					loaded <- l
+				}(load{id: m.ID, t: *m.Task, scratch: m.Scratch})
 			case msgCancel:
-				if busy && m.ID == curID {
+				if busy && m.ID == curID && cur != nil {
 					return abandon(StatusCancelled, "cancelled by the node")
 				}
 			default:
 				return fmt.Errorf("unexpected frame kind %d", m.Kind)
 			}
+		case l := <-loaded:
+			if l.err != nil {
+				r := runResult{Outcome: moduleErrorOutcome(l.t.Module, l.err)}
+				results <- result{l.id, r}
+				continue
+			}
+			cur = newExecution(l.t)
+			timer = time.NewTimer(cur.lim.Deadline)
+			deadline = timer.C
+			if err := send(&message{Kind: msgStarted, ID: l.id}); err != nil {
+				return err
+			}
+			go func(x *execution) {
+				results <- result{l.id, eng.runExecution(ctx, l.c, x, l.scratch)}
+			}(cur)
 		case <-deadline:
 			return abandon(StatusDeadline, fmt.Sprintf("exceeded the %v deadline in item %s", cur.lim.Deadline, itemName(cur.t.ItemID)))
 		case r := <-results:
-			busy, deadline = false, nil
-			timer.Stop()
+			busy, deadline, cur = false, nil, nil
+			if timer != nil {
+				timer.Stop()
+			}
 			if err := send(&message{Kind: msgResult, ID: r.id, Result: &r.res}); err != nil {
 				return err
 			}
@@ -153,28 +176,24 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 // the process must exit (MaybeServeWorker does) or be killed.
 var errAbandoned = errors.New("abandoned a running execution")
 
-// workerRun executes one task in a worker, compiling its module on first use
-// (a hit in the shared on-disk cache when the supervisor validated it).
-func workerRun(ctx context.Context, eng *engine, st store, x *execution, scratch string) runResult {
-	t := x.t
-	c := eng.lookup(t.Module)
-	if c == nil {
-		wasm, err := st.read(t.Module)
-		if err == nil {
-			eng.mu.Lock()
-			if len(eng.mods) >= maxWorkerModules {
-				for h, old := range eng.mods { // evict an arbitrary one
-					delete(eng.mods, h)
-					old.cm.Close(ctx)
-					break
-				}
-			}
-			eng.mu.Unlock()
-			c, err = eng.compile(ctx, t.Module, wasm, true)
-		}
-		if err != nil {
-			return runResult{Outcome: moduleErrorOutcome(t.Module, err)}
+// workerModule returns the compiled module, compiling it on first use (a hit
+// in the shared on-disk cache when the supervisor validated it).
+func workerModule(ctx context.Context, eng *engine, st store, h Hash) (*compiled, error) {
+	if c := eng.lookup(h); c != nil {
+		return c, nil
+	}
+	wasm, err := st.read(h)
+	if err != nil {
+		return nil, err
+	}
+	eng.mu.Lock()
+	if len(eng.mods) >= maxWorkerModules {
+		for h, old := range eng.mods { // evict an arbitrary one
+			delete(eng.mods, h)
+			old.cm.Close(ctx)
+			break
 		}
 	}
-	return eng.runExecution(ctx, c, x, scratch)
+	eng.mu.Unlock()
+	return eng.compile(ctx, h, wasm, true)
 }
