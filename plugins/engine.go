@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +27,8 @@ type engine struct {
 	cache    wazero.CompilationCache
 	coop     bool                              // in-process: ctx checks at loop headers plus the call guard (see guard.go)
 	provided map[string]api.FunctionDefinition // "module.name" → definition the grid provides
+
+	scratch scratchDirs
 
 	mu   sync.Mutex
 	mods map[Hash]*compiled
@@ -269,8 +270,8 @@ func (e *engine) run(ctx context.Context, c *compiled, t Task, scratch string) r
 	return e.runExecution(ctx, c, newExecution(t), scratch)
 }
 
-// runExecution executes x on c. scratch, when set, is created, mounted at /tmp
-// and removed. It returns when _start returns, traps or exits, or — in a
+// runExecution executes x on c. scratch, when set, is the root under which a
+// clean directory is taken and mounted at /tmp (see scratchDirs). It returns when _start returns, traps or exits, or — in a
 // cooperative engine — when ctx ends at the next check point.
 func (e *engine) runExecution(ctx context.Context, c *compiled, x *execution, scratch string) runResult {
 	t, lim := x.t, x.lim
@@ -297,11 +298,12 @@ func (e *engine) runExecution(ctx context.Context, c *compiled, x *execution, sc
 		fs = fs.WithReadOnlyDirMount(t.FilesDir, "/job")
 	}
 	if scratch != "" {
-		if err := os.MkdirAll(scratch, 0o700); err != nil {
+		dir, stamp, err := e.scratch.get(scratch)
+		if err != nil {
 			return x.snapshot(StatusCrashed, fmt.Sprintf("could not create the scratch directory: %v", err))
 		}
-		defer os.RemoveAll(scratch)
-		fs = fs.WithDirMount(scratch, "/tmp")
+		defer e.scratch.put(scratch, dir, stamp)
+		fs = fs.WithDirMount(dir, "/tmp")
 	}
 	cfg = cfg.WithFSConfig(fs)
 

@@ -1,13 +1,14 @@
 package plugins
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -33,6 +34,7 @@ type worker struct {
 	cmd    *exec.Cmd
 	pid    int
 	in     *os.File      // its stdin
+	enc    *msgEncoder   // frames to its stdin
 	msgs   chan *message // frames from its stdout; closed at EOF or on a bad frame
 	stderr *tailWriter   // its stderr tail, for crash reports
 	exited chan struct{} // closed after the process was reaped
@@ -64,7 +66,7 @@ func (p *pool) start(ctx context.Context) (*worker, error) {
 	cmd := exec.Command(p.command[0], p.command[1:]...)
 	cmd.Env = append(os.Environ(), WorkerEnv+"=1")
 	cmd.Stdin, cmd.Stdout = inR, outW
-	w := &worker{cmd: cmd, in: inW, msgs: make(chan *message, 1), stderr: &tailWriter{limit: 8 << 10}, exited: make(chan struct{})}
+	w := &worker{cmd: cmd, in: inW, enc: newMsgEncoder(inW), msgs: make(chan *message, 1), stderr: &tailWriter{limit: 8 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	prepareWorker(cmd)
 	err = cmd.Start()
@@ -83,16 +85,16 @@ func (p *pool) start(ctx context.Context) (*worker, error) {
 	go func() { // reader
 		defer close(w.msgs)
 		defer outR.Close()
-		br := bufio.NewReader(outR)
+		dec := newMsgDecoder(outR)
 		for {
-			m, err := readMessage(br)
+			m, err := dec.recv()
 			if err != nil {
 				return
 			}
 			w.msgs <- m
 		}
 	}()
-	if err := writeMessage(w.in, &message{Kind: msgInit, Dir: p.dir}); err != nil {
+	if err := w.enc.send(&message{Kind: msgInit, Dir: p.dir}); err != nil {
 		p.kill(w)
 		return nil, fmt.Errorf("plugins: init worker: %w%s", err, stderrHint(w.stderrTail()))
 	}
@@ -188,7 +190,10 @@ func (p *pool) replace() {
 }
 
 // execute runs t on a worker, killing it at deadline + Grace or on ctx end.
-func (p *pool) execute(ctx context.Context, t Task, scratch string) Outcome {
+//
+// Each worker keeps its scratch directories under its own subdirectory of
+// scratchRoot; a killed worker's subdirectory is removed with it.
+func (p *pool) execute(ctx context.Context, t Task, scratchRoot string) Outcome {
 	start := time.Now()
 	w, err := p.get(ctx)
 	if err != nil {
@@ -197,9 +202,10 @@ func (p *pool) execute(ctx context.Context, t Task, scratch string) Outcome {
 		}
 		return Outcome{Status: StatusCrashed, Message: err.Error()}
 	}
+	scratch := filepath.Join(scratchRoot, "w"+strconv.Itoa(w.pid))
 	w.execs++
 	id := uint64(w.execs)
-	if err := writeMessage(w.in, &message{Kind: msgRun, ID: id, Task: &t, Scratch: scratch}); err != nil {
+	if err := w.enc.send(&message{Kind: msgRun, ID: id, Task: &t, Scratch: scratch}); err != nil {
 		p.kill(w)
 		p.replace()
 		os.RemoveAll(scratch)
@@ -241,7 +247,11 @@ func (p *pool) execute(ctx context.Context, t Task, scratch string) Outcome {
 			}
 			if r.MemoryHit || w.execs >= recycleAfter {
 				p.bg.Add(1)
-				go func() { defer p.bg.Done(); p.retire(w) }() // its heap may hold the module's memory; start afresh
+				go func() { // its heap may hold the module's memory; start afresh
+					defer p.bg.Done()
+					p.retire(w)
+					os.RemoveAll(scratch)
+				}()
 				p.replace()
 			} else {
 				p.put(w)
@@ -261,7 +271,7 @@ func (p *pool) execute(ctx context.Context, t Task, scratch string) Outcome {
 			}
 		case <-done:
 			done = nil
-			if err := writeMessage(w.in, &message{Kind: msgCancel, ID: id}); err != nil {
+			if err := w.enc.send(&message{Kind: msgCancel, ID: id}); err != nil {
 				p.kill(w)
 				p.replace()
 				os.RemoveAll(scratch)

@@ -20,3 +20,20 @@ func killWorker(cmd *exec.Cmd) {
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	_ = cmd.Process.Kill()
 }
+
+// dirStamp identifies a directory's state: any entry added or removed, or any
+// attribute set, moves its change time (which no caller can set back).
+type dirStamp struct {
+	valid     bool
+	ino       uint64
+	ctimeSec  int64
+	ctimeNsec int64
+}
+
+func stampOf(dir string) (dirStamp, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return dirStamp{}, err
+	}
+	return dirStamp{valid: true, ino: st.Ino, ctimeSec: st.Ctim.Sec, ctimeNsec: st.Ctim.Nsec}, nil
+}

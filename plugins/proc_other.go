@@ -2,7 +2,10 @@
 
 package plugins
 
-import "os/exec"
+import (
+	"os"
+	"os/exec"
+)
 
 // prepareWorker: without Pdeathsig a worker notices a dead node when its stdin
 // reaches EOF, which only helps if it is not stuck in a runaway module.
@@ -12,4 +15,13 @@ func killWorker(cmd *exec.Cmd) {
 	if cmd.Process != nil {
 		_ = cmd.Process.Kill()
 	}
+}
+
+// dirStamp is never valid off Linux: every scratch directory is removed
+// after its execution.
+type dirStamp struct{ valid bool }
+
+func stampOf(dir string) (dirStamp, error) {
+	_, err := os.Stat(dir)
+	return dirStamp{}, err
 }

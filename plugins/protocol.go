@@ -1,9 +1,10 @@
 package plugins
 
 import (
-	"bytes"
+	"bufio"
 	"encoding/binary"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -36,45 +37,95 @@ type message struct {
 	Result  *runResult // result
 }
 
-func writeMessage(w io.Writer, m *message) error {
-	var buf bytes.Buffer
-	buf.Write([]byte{0, 0, 0, 0})
-	if err := gob.NewEncoder(&buf).Encode(m); err != nil {
-		return fmt.Errorf("plugins: encode frame: %w", err)
-	}
-	n := buf.Len() - 4
-	if n > maxFrame {
-		return fmt.Errorf("plugins: frame of %d bytes exceeds the %d byte cap", n, maxFrame)
-	}
-	b := buf.Bytes()
-	binary.BigEndian.PutUint32(b, uint32(n))
-	_, err := w.Write(b)
-	return err
+// msgEncoder writes one direction of the pipe. It keeps one gob stream, so
+// type descriptors cross once per worker, not with every message (a fresh
+// gob encoder per message cost more than the rest of an execution's
+// overhead). Every Write of the gob stream becomes one length-prefixed frame.
+// Not safe for concurrent use: a worker's pipe has one writer at a time.
+type msgEncoder struct {
+	bw  *bufio.Writer
+	enc *gob.Encoder
 }
 
-func readMessage(r io.Reader) (*message, error) {
+func newMsgEncoder(w io.Writer) *msgEncoder {
+	e := &msgEncoder{bw: bufio.NewWriter(w)}
+	e.enc = gob.NewEncoder(frameWriter{e.bw})
+	return e
+}
+
+func (e *msgEncoder) send(m *message) error {
+	if err := e.enc.Encode(m); err != nil {
+		return fmt.Errorf("plugins: encode frame: %w", err)
+	}
+	return e.bw.Flush()
+}
+
+// frameWriter prefixes every write with its length.
+type frameWriter struct{ w io.Writer }
+
+func (f frameWriter) Write(p []byte) (int, error) {
+	if len(p) > maxFrame {
+		return 0, fmt.Errorf("plugins: frame of %d bytes exceeds the %d byte cap", len(p), maxFrame)
+	}
 	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(p)))
+	if _, err := f.w.Write(hdr[:]); err != nil {
+		return 0, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > maxFrame {
-		return nil, fmt.Errorf("plugins: frame of %d bytes exceeds the %d byte cap", n, maxFrame)
-	}
-	// Read in bounded chunks so a lying length cannot make us allocate it up front.
-	var body bytes.Buffer
-	if _, err := io.CopyN(&body, r, int64(n)); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
+	return f.w.Write(p)
+}
+
+// msgDecoder reads one direction of the pipe (see msgEncoder).
+type msgDecoder struct {
+	dec *gob.Decoder
+}
+
+func newMsgDecoder(r io.Reader) *msgDecoder {
+	return &msgDecoder{dec: gob.NewDecoder(&frameReader{r: bufio.NewReader(r)})}
+}
+
+func (d *msgDecoder) recv() (*message, error) {
 	m := new(message)
-	if err := gob.NewDecoder(&body).Decode(m); err != nil {
+	if err := d.dec.Decode(m); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("plugins: decode frame: %w", err)
 	}
 	if m.Kind < msgInit || m.Kind > msgStarted {
 		return nil, fmt.Errorf("plugins: unknown frame kind %d", m.Kind)
 	}
 	return m, nil
+}
+
+// frameReader strips the length prefixes, refusing a frame over the cap
+// before reading it, so a lying length cannot make us allocate it.
+type frameReader struct {
+	r    io.Reader
+	left uint32
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	if f.left == 0 {
+		var hdr [4]byte
+		if _, err := io.ReadFull(f.r, hdr[:]); err != nil {
+			return 0, err
+		}
+		f.left = binary.BigEndian.Uint32(hdr[:])
+		if f.left > maxFrame {
+			return 0, fmt.Errorf("plugins: frame of %d bytes exceeds the %d byte cap", f.left, maxFrame)
+		}
+		if f.left == 0 {
+			return 0, io.ErrUnexpectedEOF
+		}
+	}
+	if uint32(len(p)) > f.left {
+		p = p[:f.left]
+	}
+	n, err := f.r.Read(p)
+	f.left -= uint32(n)
+	if err == io.EOF && f.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }

@@ -71,7 +71,6 @@ type Sandbox struct {
 	scratch string // this Sandbox's private scratch root
 	tempDir bool   // cfg.Dir was made by Open
 
-	seq      atomic.Uint64
 	runaways atomic.Int64 // in-process executions that did not stop in time
 	inflight sync.WaitGroup
 
@@ -202,11 +201,10 @@ func (s *Sandbox) Execute(ctx context.Context, t Task) (o Outcome) {
 		return Outcome{Status: StatusCancelled, Message: fmt.Sprintf("cancelled while waiting for a free slot: %v", context.Cause(ctx))}
 	}
 	defer func() { <-s.slots }()
-	scratch := filepath.Join(s.scratch, strconv.FormatUint(s.seq.Add(1), 10))
 	if s.cfg.Isolation == InProcess {
-		return s.executeInProcess(ctx, t, scratch)
+		return s.executeInProcess(ctx, t, s.scratch)
 	}
-	return s.pool.execute(ctx, t, scratch)
+	return s.pool.execute(ctx, t, s.scratch)
 }
 
 // clamp fills defaults and keeps every field within the node maximum.

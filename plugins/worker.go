@@ -1,7 +1,6 @@
 package plugins
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -42,8 +41,8 @@ const maxWorkerModules = 32
 // ServeWorker runs one execution at a time for a supervising Sandbox. It
 // returns nil when in reaches EOF (the supervisor closed the pipe or died).
 func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
-	bin := bufio.NewReader(in)
-	init, err := readMessage(bin)
+	dec := newMsgDecoder(in)
+	init, err := dec.recv()
 	if err != nil {
 		return fmt.Errorf("read init: %w", err)
 	}
@@ -56,13 +55,7 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	defer eng.close(context.Background())
 	st := store{dir: filepath.Join(init.Dir, "modules")}
-	bout := bufio.NewWriter(out)
-	send := func(m *message) error {
-		if err := writeMessage(bout, m); err != nil {
-			return err
-		}
-		return bout.Flush()
-	}
+	send := newMsgEncoder(out).send
 	if err := send(&message{Kind: msgReady, ID: uint64(os.Getpid())}); err != nil {
 		return err
 	}
@@ -71,7 +64,7 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	readErr := make(chan error, 1)
 	go func() {
 		for {
-			m, err := readMessage(bin)
+			m, err := dec.recv()
 			if err != nil {
 				readErr <- err
 				return

@@ -35,6 +35,8 @@ func main() {
 	fmt.Printf("job=%s err=%v\n", job, err != nil)
 	err = os.WriteFile("/job/new.txt", []byte("x"), 0o644)
 	fmt.Printf("jobwrite=%v\n", err == nil)
+	before, _ := os.ReadDir("/tmp")
+	fmt.Printf("tmpfiles=%d\n", len(before)) // 0: scratch starts empty for every execution
 	err = os.WriteFile("/tmp/scratch.txt", []byte("scratch"), 0o644)
 	back, _ := os.ReadFile("/tmp/scratch.txt")
 	fmt.Printf("tmp=%v %s\n", err == nil, back)
