@@ -39,6 +39,7 @@ type worker struct {
 	stderr *tailWriter   // its stderr tail, for crash reports
 	exited chan struct{} // closed after the process was reaped
 	execs  int
+	loaded map[Hash]bool // modules it reported loaded (it may have evicted some since)
 }
 
 const workerStartTimeout = 30 * time.Second
@@ -78,6 +79,7 @@ func (p *pool) start(ctx context.Context) (*worker, error) {
 		return nil, fmt.Errorf("plugins: start worker %q: %w", p.command, err)
 	}
 	w.pid = cmd.Process.Pid
+	lowerPriority(w.pid)
 	go func() { // reaper
 		cmd.Wait()
 		close(w.exited)
@@ -205,22 +207,38 @@ func (p *pool) execute(ctx context.Context, t Task, scratchRoot string) Outcome 
 	scratch := filepath.Join(scratchRoot, "w"+strconv.Itoa(w.pid))
 	w.execs++
 	id := uint64(w.execs)
-	if err := w.enc.send(&message{Kind: msgRun, ID: id, Task: &t, Scratch: scratch}); err != nil {
+	loaded := w.loaded[t.Module]
+	if err := w.enc.send(&message{Kind: msgRun, ID: id, Task: &t, Scratch: scratch, Loaded: loaded}); err != nil {
 		p.kill(w)
 		p.replace()
 		os.RemoveAll(scratch)
 		return Outcome{Status: StatusCrashed, Message: fmt.Sprintf("worker %d did not take the task: %v%s", w.pid, err, stderrHint(w.stderrTail()))}
 	}
 	// Until the worker says the module is loaded, allow for a compilation.
-	overrun := time.NewTimer(moduleLoadTimeout)
+	wait := moduleLoadTimeout
+	if loaded {
+		wait = t.Limits.Deadline + Grace
+	}
+	overrun := time.NewTimer(wait)
 	defer overrun.Stop()
 	cancelSent := false
 	done := ctx.Done()
 	for {
 		select {
 		case m, ok := <-w.msgs:
+			if ok && m.Kind == msgLoading && m.ID == id {
+				delete(w.loaded, t.Module)
+				if !cancelSent {
+					overrun.Reset(moduleLoadTimeout)
+				}
+				continue
+			}
 			if ok && m.Kind == msgStarted && m.ID == id {
 				start = time.Now()
+				if w.loaded == nil {
+					w.loaded = map[Hash]bool{}
+				}
+				w.loaded[t.Module] = true
 				if !cancelSent {
 					overrun.Reset(t.Limits.Deadline + Grace)
 				}

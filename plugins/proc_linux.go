@@ -37,3 +37,12 @@ func stampOf(dir string) (dirStamp, error) {
 	}
 	return dirStamp{valid: true, ino: st.Ino, ctimeSec: st.Ctim.Sec, ctimeNsec: st.Ctim.Nsec}, nil
 }
+
+// workerNice is the scheduling priority of worker processes: below the
+// node's own, so that a node whose cores are busy with executions still
+// answers its clients (and, in a cluster, its heartbeats) promptly.
+const workerNice = 10
+
+func lowerPriority(pid int) {
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, pid, workerNice)
+}

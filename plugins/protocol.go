@@ -26,6 +26,7 @@ const (
 	msgCancel
 	msgResult
 	msgStarted // the module is loaded and the deadline starts now
+	msgLoading // a run sent as Loaded finds its module evicted: loading it first
 )
 
 type message struct {
@@ -33,7 +34,8 @@ type message struct {
 	ID      uint64
 	Dir     string     // init: the plugins state directory
 	Task    *Task      // run
-	Scratch string     // run: scratch directory to create, mount at /tmp and remove
+	Scratch string     // run: root of the worker's scratch directories
+	Loaded  bool       // run: the supervisor saw this worker load the module (no started frame needed)
 	Result  *runResult // result
 }
 
@@ -92,7 +94,7 @@ func (d *msgDecoder) recv() (*message, error) {
 		}
 		return nil, fmt.Errorf("plugins: decode frame: %w", err)
 	}
-	if m.Kind < msgInit || m.Kind > msgStarted {
+	if m.Kind < msgInit || m.Kind > msgLoading {
 		return nil, fmt.Errorf("plugins: unknown frame kind %d", m.Kind)
 	}
 	return m, nil

@@ -57,7 +57,7 @@ const Grace = 500 * time.Millisecond
 
 // recycleAfter is how many executions a worker serves before it is replaced,
 // so that its heap returns to baseline.
-const recycleAfter = 500
+const recycleAfter = 20000
 
 // Sandbox stores, compiles and executes modules. It is safe for concurrent use.
 type Sandbox struct {

@@ -97,6 +97,15 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		deadline <-chan time.Time
 		timer    *time.Timer
 	)
+	// start runs a loaded module with its deadline running from now.
+	start := func(l load) {
+		cur = newExecution(l.t)
+		timer = time.NewTimer(cur.lim.Deadline)
+		deadline = timer.C
+		go func(x *execution) {
+			results <- result{l.id, eng.runExecution(ctx, l.c, x, l.scratch)}
+		}(cur)
+	}
 	// abandon reports the running execution as s and tells the supervisor to
 	// kill this worker: its goroutine is still in wasm code and cannot be
 	// stopped (workers run without cooperative checks, see doc.go).
@@ -117,10 +126,22 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 					return fmt.Errorf("run %d while busy with %d (or without a task)", m.ID, curID)
 				}
 				busy, curID = true, m.ID
+				l := load{id: m.ID, t: *m.Task, scratch: m.Scratch}
+				if l.c = eng.lookup(l.t.Module); l.c != nil && m.Loaded {
+					// The supervisor knows the module is loaded here and
+					// started its deadline already: no started frame.
+					start(l)
+					continue
+				}
+				if m.Loaded { // evicted since: the supervisor must wait for a load again
+					if err := send(&message{Kind: msgLoading, ID: m.ID}); err != nil {
+						return err
+					}
+				}
 				go func(l load) { // loading the module does not count against the deadline
 					l.c, l.err = workerModule(ctx, eng, st, l.t.Module)
 					loaded <- l
-				}(load{id: m.ID, t: *m.Task, scratch: m.Scratch})
+				}(l)
 			case msgCancel:
 				if busy && m.ID == curID && cur != nil {
 					return abandon(StatusCancelled, "cancelled by the node")
@@ -134,15 +155,10 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 				results <- result{l.id, r}
 				continue
 			}
-			cur = newExecution(l.t)
-			timer = time.NewTimer(cur.lim.Deadline)
-			deadline = timer.C
 			if err := send(&message{Kind: msgStarted, ID: l.id}); err != nil {
 				return err
 			}
-			go func(x *execution) {
-				results <- result{l.id, eng.runExecution(ctx, l.c, x, l.scratch)}
-			}(cur)
+			start(l)
 		case <-deadline:
 			return abandon(StatusDeadline, fmt.Sprintf("exceeded the %v deadline in item %s", cur.lim.Deadline, itemName(cur.t.ItemID)))
 		case r := <-results:

@@ -23,9 +23,10 @@ var ErrNotFound = errors.New("sched: not found")
 //	meta/serial            → uint64, the last job serial stamped here
 //	jobs/<jobID>           → jobRecord (CBOR)
 //	idem/<key>             → jobID
-//	job/<jobID>/in/<idx>   → item input
-//	job/<jobID>/res/<seq>  → api.Result (CBOR)
-//	job/<jobID>/done/<idx> → seq: an item has at most one result
+//	job/<jobID>/in/<idx>        → item input
+//	job/<jobID>/res/<seq><idx>  → api.Result (CBOR); the index in the key lets
+//	                              recovery list the items that have results
+//	                              without decoding them
 var (
 	bMeta = []byte("meta")
 	bJobs = []byte("jobs")
@@ -33,7 +34,6 @@ var (
 	bJob  = []byte("job")
 	bIn   = []byte("in")
 	bRes  = []byte("res")
-	bDone = []byte("done")
 	kSer  = []byte("serial")
 )
 
@@ -151,7 +151,7 @@ func (s *Store) Begin(rec *jobRecord) error {
 		if err != nil {
 			return err
 		}
-		for _, n := range [][]byte{bIn, bRes, bDone} {
+		for _, n := range [][]byte{bIn, bRes} {
 			if _, err := jb.CreateBucket(n); err != nil {
 				return err
 			}
@@ -309,17 +309,24 @@ func (s *Store) DoneItems(jobID string, fn func(idx uint64)) error {
 		if jb == nil {
 			return fmt.Errorf("%w: job %s", ErrNotFound, jobID)
 		}
-		return jb.Bucket(bDone).ForEach(func(k, _ []byte) error {
-			fn(binary.BigEndian.Uint64(k))
+		return jb.Bucket(bRes).ForEach(func(k, _ []byte) error {
+			if len(k) == 16 {
+				fn(binary.BigEndian.Uint64(k[8:]))
+			}
 			return nil
 		})
 	})
 }
 
-// Commit appends results to their jobs' logs in one durable transaction.
-// A result for an item that already has one, or for a job that is gone or
-// no longer running, is skipped: an item is committed at most once. It
-// returns, per job, the updated record.
+func resultKey(seq, idx uint64) []byte {
+	return binary.BigEndian.AppendUint64(u64(seq), idx)
+}
+
+// Commit appends results to their jobs' logs in one durable transaction and
+// returns, per job, the updated record. The caller (the scheduler's single
+// committer) passes each item at most once: the store does not look for an
+// earlier result of the same item. Results for a job that is gone or no
+// longer running are skipped (committed stays false).
 func (s *Store) Commit(results []pendingResult) (map[string]*jobRecord, error) {
 	recs := map[string]*jobRecord{}
 	err := s.update("commit results", func(tx *bolt.Tx) error {
@@ -340,23 +347,15 @@ func (s *Store) Commit(results []pendingResult) (map[string]*jobRecord, error) {
 			if rec.State != api.JobRunning {
 				continue
 			}
-			jb := tx.Bucket(bJob).Bucket([]byte(r.jobID))
-			done := jb.Bucket(bDone)
-			if done.Get(u64(r.res.Index)) != nil {
-				continue
-			}
 			rec.Results++
 			r.res.Seq = rec.Results
 			b, err := transport.Marshal(&r.res)
 			if err != nil {
 				return err
 			}
-			res := jb.Bucket(bRes)
-			res.FillPercent = 1
-			if err := res.Put(u64(r.res.Seq), b); err != nil {
-				return err
-			}
-			if err := done.Put(u64(r.res.Index), u64(r.res.Seq)); err != nil {
+			res := tx.Bucket(bJob).Bucket([]byte(r.jobID)).Bucket(bRes)
+			res.FillPercent = 1 // appends in key order
+			if err := res.Put(resultKey(r.res.Seq, r.res.Index), b); err != nil {
 				return err
 			}
 			if r.res.OK() {

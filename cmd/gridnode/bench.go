@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -67,11 +68,24 @@ func runBench(ctx context.Context, args []string) error {
 	items := fs.Int("items", 2000, "items per throughput round")
 	samples := fs.Int("samples", 200, "single-item jobs for the latency measurement")
 	asJSON := fs.Bool("json", false, "print JSON")
+	slots := fs.Int("slots", 0, "node execution slots (default: the node's default)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the node side) to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *rounds < 1 || *execs < 10 || *items < 10 || *samples < 10 {
 		return fail(exitUsage, "--rounds ≥ 1, --execs, --items and --samples ≥ 10")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(exitLocal, "--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(exitLocal, "--cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	dir, err := os.MkdirTemp("", "gridnode-bench-")
 	if err != nil {
@@ -136,27 +150,21 @@ func runBench(ctx context.Context, args []string) error {
 		input []byte
 	}{{fmt.Sprintf("work ≈1ms (N=%d)", workN), testdata.Work, []byte(fmt.Sprint(workN))}, {"echo (tiny)", testdata.Echo, []byte("x")}}
 	for _, l := range loads {
-		rawPS, err := medianRounds(*rounds, func() (float64, error) { return rawThroughput(ctx, l.wasm, l.input, *items, cores) })
-		if err != nil {
-			return fail(exitLocal, "raw throughput: %v", err)
-		}
 		for _, iso := range []plugins.Isolation{plugins.Process, plugins.InProcess} {
-			nodePS, err := medianRounds(*rounds, func() (float64, error) {
-				return nodeThroughput(ctx, dir, iso, cores, l.wasm, l.input, *items)
-			})
+			row, err := throughput(ctx, dir, iso, *slots, cores, l.wasm, l.input, *items, *rounds)
 			if err != nil {
-				return fail(exitLocal, "node throughput: %v", err)
+				return fail(exitLocal, "throughput: %v", err)
 			}
-			row := throughputRow{Items: l.name, Mode: string(iso), NodePerS: nodePS, RawPerS: rawPS, Ratio: nodePS / rawPS, ItemUS: 1e6 * float64(cores) / rawPS}
+			row.Items = l.name
 			rep.Thru = append(rep.Thru, row)
-			say("  %-22s %-10s node %8.0f items/s   raw %8.0f items/s   ratio %.2f\n", l.name, iso, nodePS, rawPS, nodePS/rawPS)
+			say("  %-22s %-10s node %8.0f items/s   raw %8.0f items/s   ratio %.2f\n", l.name, iso, row.NodePerS, row.RawPerS, row.Ratio)
 		}
 	}
 
 	// 3. Submit-to-result latency of one tiny item.
 	say("\nsubmit-to-result latency, one tiny item per job (%d jobs):\n", *samples)
 	for _, iso := range []plugins.Isolation{plugins.Process, plugins.InProcess} {
-		ms, err := itemLatency(ctx, dir, iso, cores, *samples)
+		ms, err := itemLatency(ctx, dir, iso, *slots, *samples)
 		if err != nil {
 			return fail(exitLocal, "latency: %v", err)
 		}
@@ -268,33 +276,46 @@ func rawThroughput(ctx context.Context, wasm, input []byte, items, cores int) (f
 	return float64(items) / time.Since(t0).Seconds(), ferr
 }
 
-// nodeThroughput is items/s of a job on an embedded node, from the start of
-// the submit to the last result read by the client.
-func nodeThroughput(ctx context.Context, dir string, iso plugins.Isolation, slots int, wasm, input []byte, items int) (float64, error) {
+// throughput measures a job on an embedded node against raw wazero on the
+// same cores, round by round (raw, then node), so that both see the same
+// machine; the ratio is the median of the rounds' ratios.
+func throughput(ctx context.Context, dir string, iso plugins.Isolation, slots, cores int, wasm, input []byte, items, rounds int) (throughputRow, error) {
+	row := throughputRow{Mode: string(iso)}
 	nd, err := os.MkdirTemp(dir, "node-")
 	if err != nil {
-		return 0, err
+		return row, err
 	}
 	e, err := startEmbedded(ctx, nd, iso, slots, quietLogger(os.Stderr))
 	if err != nil {
-		return 0, err
+		return row, err
 	}
 	defer e.close()
 	push, err := e.client.PushModule(ctx, wasm)
 	if err != nil {
-		return 0, err
+		return row, err
 	}
 	spec := api.JobSpec{Module: push.Hash}
 	// Warm the workers' compiled modules.
-	if _, err := runJob(ctx, e.client, spec, 2*slots, input); err != nil {
-		return 0, err
+	if _, err := runJob(ctx, e.client, spec, 2*e.node.Info().Slots, input); err != nil {
+		return row, err
 	}
-	t0 := time.Now()
-	n, err := runJob(ctx, e.client, spec, items, input)
-	if err != nil {
-		return 0, err
+	var raws, nodes, ratios []float64
+	for range rounds {
+		rawPS, err := rawThroughput(ctx, wasm, input, items, cores)
+		if err != nil {
+			return row, err
+		}
+		t0 := time.Now()
+		n, err := runJob(ctx, e.client, spec, items, input)
+		if err != nil {
+			return row, err
+		}
+		nodePS := float64(n) / time.Since(t0).Seconds()
+		raws, nodes, ratios = append(raws, rawPS), append(nodes, nodePS), append(ratios, nodePS/rawPS)
 	}
-	return float64(n) / time.Since(t0).Seconds(), nil
+	row.RawPerS, row.NodePerS, row.Ratio = median(raws), median(nodes), median(ratios)
+	row.ItemUS = 1e6 * float64(cores) / row.RawPerS
+	return row, nil
 }
 
 // runJob submits items copies of input and reads every result.
