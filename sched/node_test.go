@@ -332,7 +332,7 @@ func TestSubmitRefusals(t *testing.T) {
 	}
 }
 
-func TestSubmitStreamThatEndsEarlyAcceptsNothing(t *testing.T) {
+func TestMalformedStreamsAcceptNothing(t *testing.T) {
 	cl := newCluster(t, plugins.InProcess)
 	ctx := context.Background()
 	mod := cl.push(testdata.Echo)
@@ -362,8 +362,38 @@ func TestSubmitStreamThatEndsEarlyAcceptsNothing(t *testing.T) {
 	if err := st2.Recv(&reply); transport.CodeOf(err) != transport.CodeBadRequest {
 		t.Fatalf("truncated stream: reply %+v err %v", reply, err)
 	}
+	// Wrong types where a header, a frame or a request belongs.
+	for _, bad := range []struct {
+		method string
+		msgs   []any
+	}{
+		{api.MethodJobSubmit, []any{"not a header"}},
+		{api.MethodJobSubmit, []any{api.SubmitHeader{Spec: api.JobSpec{Module: mod}}, []int{1, 2, 3}}},
+		{api.MethodJobSubmit, []any{api.SubmitHeader{Spec: api.JobSpec{Module: mod}}, api.SubmitFrame{}}},
+		{api.MethodJobResults, []any{map[string]int{"JobID": 5}}},
+		{api.MethodModulePush, []any{api.ModuleChunk{Data: []byte("not wasm")}}},
+	} {
+		st, err := tc.Stream(ctx, bad.method)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range bad.msgs {
+			st.Send(m)
+		}
+		st.CloseSend()
+		var reply api.SubmitReply
+		err = st.Recv(&reply)
+		t.Logf("%s: %v", bad.method, err)
+		if err == nil || transport.CodeOf(err) == transport.CodeInternal {
+			t.Errorf("%s with %v: err %v, want a refusal naming the problem", bad.method, bad.msgs, err)
+		}
+	}
 	if jobs, _ := cl.c.Jobs(ctx); len(jobs) != 0 {
-		t.Fatalf("truncated submits left %d jobs", len(jobs))
+		t.Fatalf("truncated or malformed submits left %d jobs", len(jobs))
+	}
+	// The node still serves.
+	if _, err := cl.c.Info(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -243,6 +243,9 @@ func (n *Node) dropJob(rec *jobRecord) {
 }
 
 func (n *Node) jobStatus(id string) (api.JobStatus, error) {
+	if id == "" {
+		return api.JobStatus{}, transport.Errorf(transport.CodeBadRequest, "the request names no job ID")
+	}
 	if st, _, ok := n.sched.status(id); ok {
 		return st, nil
 	}
@@ -265,6 +268,9 @@ func (n *Node) handleCancel(ctx context.Context, call *transport.ServerCall) err
 	var ref api.JobRef
 	if err := call.Recv(&ref); err != nil {
 		return err
+	}
+	if ref.JobID == "" {
+		return transport.Errorf(transport.CodeBadRequest, "the cancel request names no job ID")
 	}
 	if err := n.sched.cancel(ref.JobID); err != nil {
 		return wireError(err)
@@ -300,6 +306,9 @@ func (n *Node) handleResults(ctx context.Context, call *transport.ServerCall) er
 	var req api.ResultsRequest
 	if err := call.Recv(&req); err != nil {
 		return err
+	}
+	if req.JobID == "" {
+		return transport.Errorf(transport.CodeBadRequest, "the results request names no job ID")
 	}
 	cursor := req.Cursor
 	// The store is ahead of the in-memory status while a commit is being

@@ -316,31 +316,37 @@ func submit(ctx context.Context, c *sdk.Client, f *jobFlags, module string) (api
 	return reply, names, nil
 }
 
-// splitModuleArg takes the module (a .wasm file or a sha256: hash) before or among the flags.
-func splitModuleArg(fs *flag.FlagSet, args []string) (string, error) {
-	var module string
+// positionalArg takes the command's one positional argument, given before
+// or after the flags; missing says what to give when there is none.
+func positionalArg(fs *flag.FlagSet, args []string, missing string) (string, error) {
+	var arg string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		module, args = args[0], args[1:]
+		arg, args = args[0], args[1:]
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return "", err
 	}
-	if module == "" && fs.NArg() == 1 {
-		module = fs.Arg(0)
+	if arg == "" && fs.NArg() == 1 {
+		arg = fs.Arg(0)
 	} else if fs.NArg() > 0 {
-		return "", fail(exitUsage, "unexpected arguments %q: give the module first, then flags", fs.Args())
+		return "", fail(exitUsage, "unexpected arguments %q: give one argument, then flags", fs.Args())
 	}
-	if module == "" {
-		return "", fail(exitUsage, "give a module: a .wasm file or a pushed module's sha256:… hash")
+	if arg == "" {
+		return "", fail(exitUsage, "%s", missing)
 	}
-	return module, nil
+	return arg, nil
 }
+
+const (
+	needModule = "give a module: a .wasm file or a pushed module's sha256:… hash"
+	needJob    = "give a job ID (see `gridnode job list`)"
+)
 
 func runJobSubmit(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gridnode job submit", flag.ContinueOnError)
 	var f jobFlags
 	f.register(fs)
-	module, err := splitModuleArg(fs, args)
+	module, err := positionalArg(fs, args, needModule)
 	if err != nil {
 		return err
 	}
@@ -361,10 +367,19 @@ func runJobSubmit(ctx context.Context, args []string) error {
 }
 
 func runJobStatus(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("gridnode job status", flag.ContinueOnError)
+	return jobCall(ctx, "gridnode job status", args, (*sdk.Client).Status)
+}
+
+func runJobCancel(ctx context.Context, args []string) error {
+	return jobCall(ctx, "gridnode job cancel", args, (*sdk.Client).Cancel)
+}
+
+// jobCall runs a call that takes a job ID and returns its status.
+func jobCall(ctx context.Context, name string, args []string, call func(*sdk.Client, context.Context, string) (api.JobStatus, error)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
-	job, err := oneJobArg(fs, args)
+	job, err := positionalArg(fs, args, needJob)
 	if err != nil {
 		return err
 	}
@@ -373,7 +388,7 @@ func runJobStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	st, err := c.Status(ctx, job)
+	st, err := call(c, ctx, job)
 	if err != nil {
 		return nodeError(err)
 	}
@@ -382,25 +397,6 @@ func runJobStatus(ctx context.Context, args []string) error {
 	}
 	printStatus(os.Stdout, st)
 	return nil
-}
-
-func oneJobArg(fs *flag.FlagSet, args []string) (string, error) {
-	var job string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		job, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
-		return "", err
-	}
-	if job == "" && fs.NArg() == 1 {
-		job = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return "", fail(exitUsage, "unexpected arguments %q", fs.Args())
-	}
-	if job == "" {
-		return "", fail(exitUsage, "give a job ID (see `gridnode job list`)")
-	}
-	return job, nil
 }
 
 func printStatus(w io.Writer, st api.JobStatus) {
@@ -424,30 +420,6 @@ func printStatus(w io.Writer, st api.JobStatus) {
 			st.Finished.Sub(st.Created).Round(time.Millisecond), st.Expires.Local().Format(time.DateTime))
 	}
 	fmt.Fprintln(w)
-}
-
-func runJobCancel(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("gridnode job cancel", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	job, err := oneJobArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := cf.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	st, err := c.Cancel(ctx, job)
-	if err != nil {
-		return nodeError(err)
-	}
-	if cf.json {
-		return printJSON(st)
-	}
-	printStatus(os.Stdout, st)
-	return nil
 }
 
 func runJobList(ctx context.Context, args []string) error {
@@ -507,7 +479,7 @@ func runJobResults(ctx context.Context, args []string) error {
 	cursor := fs.Uint64("cursor", 0, "start after this result sequence number (printed as seq), to resume")
 	follow := fs.Bool("follow", false, "keep printing results as they commit until the job is done")
 	out := fs.String("out", "", "write each item's output to DIR/<index>.out instead of printing it")
-	job, err := oneJobArg(fs, args)
+	job, err := positionalArg(fs, args, needJob)
 	if err != nil {
 		return err
 	}

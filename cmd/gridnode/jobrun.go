@@ -42,7 +42,7 @@ func runJobRun(ctx context.Context, args []string) error {
 	f.register(fs)
 	out := fs.String("out", "", "directory for each item's output (default: ./<job ID>.out)")
 	quiet := fs.Bool("quiet", false, "no progress display")
-	module, err := splitModuleArg(fs, args)
+	module, err := positionalArg(fs, args, needModule)
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,3 @@
-// Command gridnode is the one binary of a gridnode grid: the node agent, a
-// one-command dev node, the demo, benchmarks, and the client commands.
 package main
 
 import (

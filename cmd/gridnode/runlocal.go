@@ -22,7 +22,7 @@ func runLocal(ctx context.Context, args []string) error {
 	inline := fs.String("in", "", "the item's input as a literal string (instead of --input)")
 	itemID := fs.String("item-id", "local", "item ID: seeds the virtual clock and randomness")
 	iso := fs.String("isolation", "process", "process or inprocess")
-	module, err := splitModuleArg(fs, args)
+	module, err := positionalArg(fs, args, needModule)
 	if err != nil {
 		return err
 	}

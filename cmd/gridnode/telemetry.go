@@ -7,19 +7,23 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // telemetry installs the process's OpenTelemetry providers: metrics go to a
-// Prometheus registry served on /metrics; spans are sampled by the standard
-// OTEL_TRACES_SAMPLER variables and kept in-process (no exporter is built in).
+// Prometheus registry served on /metrics. Spans (job.submit, item.execute)
+// are exported only when the standard OTEL_TRACES_EXPORTER variable asks:
+// "console" writes them to stderr as JSON. OTLP export is not built in (it
+// would bring gRPC into the binary); asking for it logs a warning.
 type telemetry struct {
 	meter  *sdkmetric.MeterProvider
 	tracer *sdktrace.TracerProvider
@@ -35,7 +39,19 @@ func startTelemetry(httpAddr string, log *slog.Logger) (*telemetry, error) {
 		return nil, fmt.Errorf("metrics exporter: %w", err)
 	}
 	t.meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
-	t.tracer = sdktrace.NewTracerProvider()
+	var topts []sdktrace.TracerProviderOption
+	switch v := os.Getenv("OTEL_TRACES_EXPORTER"); v {
+	case "", "none":
+	case "console":
+		se, err := stdouttrace.New(stdouttrace.WithWriter(os.Stderr))
+		if err != nil {
+			return nil, fmt.Errorf("trace exporter: %w", err)
+		}
+		topts = append(topts, sdktrace.WithBatcher(se))
+	default:
+		log.Warn("OTEL_TRACES_EXPORTER names an exporter this binary does not have; spans are not exported", "exporter", v, "available", "console, none")
+	}
+	t.tracer = sdktrace.NewTracerProvider(topts...)
 	otel.SetMeterProvider(t.meter)
 	otel.SetTracerProvider(t.tracer)
 	if httpAddr == "" {
