@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -458,4 +459,38 @@ func TestResultsCursorResumes(t *testing.T) {
 func ExampleItemID() {
 	fmt.Println(sched.ItemID("n1-1-7", 0))
 	// Output: 179ce2acc8dbc355157acc0570a345c9
+}
+
+func TestFailuresNotTheModulesAreRetriedThenReported(t *testing.T) {
+	cl := newCluster(t, plugins.Process)
+	ctx := context.Background()
+	loop, err := os.ReadFile("../testdata/hostile/loop.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := cl.c.Submit(ctx, api.JobSpec{Module: cl.push(loop), Policy: api.Policy{Limits: api.Limits{Deadline: time.Hour}}},
+		sdk.Items([]byte("1"), []byte("2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With both slots busy, submit a job, then take its module away from
+	// the node's store: every execution of it fails for a reason that is
+	// not the module's.
+	mod := cl.push(testdata.Echo)
+	reply, err := cl.c.Submit(ctx, api.JobSpec{Module: mod, Policy: api.Policy{Attempts: 2}}, sdk.Items([]byte("x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex := strings.TrimPrefix(mod, "sha256:")
+	if err := os.Remove(filepath.Join(cl.dir, "plugins", "modules", hex+".wasm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.c.Cancel(ctx, busy.JobID); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, cl.c, reply.JobID, 0)
+	r := got[0]
+	if r.Status != string(plugins.StatusModuleNotFound) || r.Attempts != 2 || !strings.Contains(r.Message, "gave up after 2 attempts") {
+		t.Fatalf("result %+v: want module_not_found after 2 attempts", r)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ func (j *job) notifyLocked() {
 // task is one dispatched execution.
 type task struct {
 	j       *job
+	rec     *jobRecord // the job's record when the task was taken: read-only
 	idx     uint64
 	attempt int
 	ctx     context.Context
@@ -160,7 +162,7 @@ func (s *Scheduler) nextTaskLocked() (task, bool) {
 		ctx, cancel := context.WithCancel(s.ctx)
 		j.running[idx] = cancel
 		s.mu.running++
-		return task{j: j, idx: idx, attempt: j.attempts[idx], ctx: ctx}, true
+		return task{j: j, rec: j.rec, idx: idx, attempt: j.attempts[idx], ctx: ctx}, true
 	}
 	return task{}, false
 }
@@ -205,7 +207,7 @@ func (s *Scheduler) slot() {
 }
 
 func (s *Scheduler) run(t task) {
-	rec := t.j.rec
+	rec := t.rec // records are replaced under s.mu, never changed in place
 	itemID := ItemID(rec.ID, t.idx)
 	input, err := s.store.Input(rec.ID, t.idx)
 	var out plugins.Outcome
@@ -221,6 +223,10 @@ func (s *Scheduler) run(t task) {
 		s.metrics.endExecute(ctx, span, out)
 	}
 
+	// An execution stopped by us (cancel, shutdown) has no outcome worth
+	// keeping; one that failed for a reason not the module's (a crashed
+	// worker, a module missing locally) runs again while attempts remain.
+	stopped := t.ctx.Err() != nil
 	s.mu.Lock()
 	cancel := t.j.running[t.idx]
 	delete(t.j.running, t.idx)
@@ -228,16 +234,20 @@ func (s *Scheduler) run(t task) {
 	if cancel != nil {
 		cancel()
 	}
-	stillRunning := rec.State == api.JobRunning && !t.j.isDone(t.idx)
-	retry := out.Status == plugins.StatusCrashed && t.attempt < attemptsOf(rec.Spec.Policy)
-	if stillRunning && retry {
-		s.log.Warn("execution crashed; running the item again", "job", rec.ID, "item", t.idx, "attempt", t.attempt, "message", out.Message)
+	wanted := t.j.rec.State == api.JobRunning && !t.j.isDone(t.idx) && !stopped
+	retry := wanted && out.Retriable() && t.attempt < attemptsOf(rec.Spec.Policy)
+	if retry {
+		s.log.Warn("execution failed for a reason not the module's; running the item again",
+			"job", rec.ID, "item", t.idx, "attempt", t.attempt, "status", out.Status, "message", out.Message)
 		t.j.retry = append(t.j.retry, t.idx)
 		s.mu.cond.Broadcast()
 	}
 	s.mu.Unlock()
-	if !stillRunning || retry || out.Status == plugins.StatusCancelled && t.ctx.Err() != nil {
+	if !wanted || retry {
 		return
+	}
+	if out.Retriable() {
+		out.Message = fmt.Sprintf("%s (gave up after %d attempts)", out.Message, t.attempt)
 	}
 	s.commits <- pendingResult{jobID: rec.ID, res: api.Result{
 		Index: t.idx, ItemID: itemID, Status: string(out.Status), ExitCode: out.ExitCode,
@@ -381,11 +391,13 @@ func (s *Scheduler) applyCommitted(batch []pendingResult, recs map[string]*jobRe
 // finish moves a job to a final state, durably, and wakes its followers.
 func (s *Scheduler) finish(j *job, state string) error {
 	now := s.now().UTC()
-	ttl := j.rec.Spec.Policy.ResultTTL
+	s.mu.Lock()
+	id, ttl := j.rec.ID, j.rec.Spec.Policy.ResultTTL
+	s.mu.Unlock()
 	if ttl <= 0 {
 		ttl = DefaultResultTTL
 	}
-	if err := s.store.SetState(j.rec.ID, state, now, now.Add(ttl)); err != nil {
+	if err := s.store.SetState(id, state, now, now.Add(ttl)); err != nil {
 		if errors.Is(err, errConflict) {
 			return nil // already finished
 		}
