@@ -185,7 +185,7 @@ func (e *engine) checkImports(cm wazero.CompiledModule) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: missing imports: %s — the grid provides wasi_snapshot_preview1 and grid.progress", ErrMissingImport, strings.Join(missing, ", "))
+	return fmt.Errorf("%w: the module needs %s, but the grid provides only wasi_snapshot_preview1 and grid.progress", ErrMissingImport, strings.Join(missing, ", "))
 }
 
 func sig(f api.FunctionDefinition) string {
