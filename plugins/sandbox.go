@@ -169,6 +169,9 @@ func (s *Sandbox) Limits(req Limits) (Limits, error) { return checkLimits(req, s
 // Dir returns the state directory in use (useful when Config.Dir was "").
 func (s *Sandbox) Dir() string { return s.cfg.Dir }
 
+// MaxLimits is the node-side maximum of every limit, defaults filled in.
+func (s *Sandbox) MaxLimits() Limits { return s.max }
+
 // Execute runs one task and classifies its outcome. It never panics; if ctx
 // ends first the outcome is StatusCancelled.
 func (s *Sandbox) Execute(ctx context.Context, t Task) (o Outcome) {

@@ -149,10 +149,7 @@ func (n *Node) recover() error {
 			n.dropJob(rec)
 			continue
 		}
-		lim, err := n.sandbox.Limits(plugins.Limits{
-			MemoryBytes: rec.Spec.Policy.Limits.MemoryBytes, Deadline: rec.Spec.Policy.Limits.Deadline,
-			StdoutBytes: rec.Spec.Policy.Limits.StdoutBytes, StderrBytes: rec.Spec.Policy.Limits.StderrBytes,
-		})
+		lim, err := n.sandbox.Limits(PluginLimits(rec.Spec.Policy.Limits))
 		if err != nil {
 			// The node's maximums shrank since the job was accepted: run it
 			// with the node's current maximums rather than lose it.
@@ -220,7 +217,7 @@ func (n *Node) Sandbox() *plugins.Sandbox { return n.sandbox }
 
 // Info describes the node.
 func (n *Node) Info() api.NodeInfo {
-	max := n.cfg.MaxLimits
+	max := n.sandbox.MaxLimits()
 	return api.NodeInfo{
 		NodeID: n.id.NodeID, Incarnation: n.id.Incarnation, Epoch: n.view().Epoch, Addr: n.Addr(),
 		Labels: n.cfg.Labels, Slots: n.cfg.Slots, Running: n.sched.load(), Isolation: string(n.cfg.Isolation),

@@ -96,8 +96,7 @@ func (n *Node) validateSpec(spec *api.JobSpec) (plugins.Limits, error) {
 	if spec.Policy.ResultTTL < 0 {
 		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "policy result TTL %v is negative", spec.Policy.ResultTTL)
 	}
-	l := spec.Policy.Limits
-	lim, err := n.sandbox.Limits(plugins.Limits{MemoryBytes: l.MemoryBytes, Deadline: l.Deadline, StdoutBytes: l.StdoutBytes, StderrBytes: l.StderrBytes})
+	lim, err := n.sandbox.Limits(PluginLimits(spec.Policy.Limits))
 	if err != nil {
 		return plugins.Limits{}, wireError(err)
 	}
@@ -107,6 +106,11 @@ func (n *Node) validateSpec(spec *api.JobSpec) (plugins.Limits, error) {
 		}
 	}
 	return lim, nil
+}
+
+// PluginLimits is a job's wire limits as the sandbox takes them.
+func PluginLimits(l api.Limits) plugins.Limits {
+	return plugins.Limits{MemoryBytes: l.MemoryBytes, Deadline: l.Deadline, StdoutBytes: l.StdoutBytes, StderrBytes: l.StderrBytes}
 }
 
 func checkFilePath(p string) error {

@@ -469,6 +469,9 @@ func runInfo(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("node %s incarnation %d epoch %d at %s\n  %d slots (%d running), isolation %s, version %s, up since %s\n",
 		in.NodeID, in.Incarnation, in.Epoch, in.Addr, in.Slots, in.Running, in.Isolation, in.Version, in.Started.Local().Format(time.DateTime))
+	m := in.MaxLimits
+	fmt.Printf("  job limits at most: memory %d MiB, deadline %v, stdout %d KiB, log %d KiB\n",
+		m.MemoryBytes>>20, m.Deadline, m.StdoutBytes>>10, m.StderrBytes>>10)
 	return nil
 }
 

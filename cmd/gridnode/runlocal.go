@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/gridnode/gridnode/plugins"
+	"github.com/gridnode/gridnode/sched"
 )
 
 // runLocal runs one input through a module with the node's sandbox, limits
@@ -62,8 +63,7 @@ func runLocal(ctx context.Context, args []string) error {
 	if err != nil {
 		return fail(exitRefused, "%v", err)
 	}
-	l := spec.Policy.Limits
-	lim, err := sb.Limits(plugins.Limits{MemoryBytes: l.MemoryBytes, Deadline: l.Deadline, StdoutBytes: l.StdoutBytes, StderrBytes: l.StderrBytes})
+	lim, err := sb.Limits(sched.PluginLimits(spec.Policy.Limits))
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
