@@ -422,57 +422,59 @@ func printStatus(w io.Writer, st api.JobStatus) {
 	fmt.Fprintln(w)
 }
 
-func runJobList(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("gridnode job list", flag.ContinueOnError)
+// withClient parses the flags of a client command that takes no arguments,
+// dials the node, and runs fn.
+func withClient(ctx context.Context, name string, args []string, fn func(*sdk.Client, *clientFlags) error) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fail(exitUsage, "unexpected arguments %q", fs.Args())
 	}
 	c, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	jobs, err := c.Jobs(ctx)
-	if err != nil {
-		return nodeError(err)
-	}
-	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Created.After(jobs[j].Created) })
-	if cf.json {
-		return printJSON(jobs)
-	}
-	for _, st := range jobs {
-		fmt.Printf("%-28s %-10s %-12s %d/%d done, %d failed\n", st.JobID, st.State, st.Name, st.Committed+st.Failed, st.Items, st.Failed)
-	}
-	return nil
+	return fn(c, &cf)
+}
+
+func runJobList(ctx context.Context, args []string) error {
+	return withClient(ctx, "gridnode job list", args, func(c *sdk.Client, cf *clientFlags) error {
+		jobs, err := c.Jobs(ctx)
+		if err != nil {
+			return nodeError(err)
+		}
+		sort.Slice(jobs, func(i, j int) bool { return jobs[i].Created.After(jobs[j].Created) })
+		if cf.json {
+			return printJSON(jobs)
+		}
+		for _, st := range jobs {
+			fmt.Printf("%-28s %-10s %-12s %d/%d done, %d failed\n", st.JobID, st.State, st.Name, st.Committed+st.Failed, st.Items, st.Failed)
+		}
+		return nil
+	})
 }
 
 func runInfo(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("gridnode info", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := cf.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	in, err := c.Info(ctx)
-	if err != nil {
-		return nodeError(err)
-	}
-	if cf.json {
-		return printJSON(in)
-	}
-	fmt.Printf("node %s incarnation %d epoch %d at %s\n  %d slots (%d running), isolation %s, version %s, up since %s\n",
-		in.NodeID, in.Incarnation, in.Epoch, in.Addr, in.Slots, in.Running, in.Isolation, in.Version, in.Started.Local().Format(time.DateTime))
-	m := in.MaxLimits
-	fmt.Printf("  job limits at most: memory %d MiB, deadline %v, stdout %d KiB, log %d KiB\n",
-		m.MemoryBytes>>20, m.Deadline, m.StdoutBytes>>10, m.StderrBytes>>10)
-	return nil
+	return withClient(ctx, "gridnode info", args, func(c *sdk.Client, cf *clientFlags) error {
+		in, err := c.Info(ctx)
+		if err != nil {
+			return nodeError(err)
+		}
+		if cf.json {
+			return printJSON(in)
+		}
+		fmt.Printf("node %s incarnation %d epoch %d at %s\n  %d slots (%d running), isolation %s, version %s, up since %s\n",
+			in.NodeID, in.Incarnation, in.Epoch, in.Addr, in.Slots, in.Running, in.Isolation, in.Version, in.Started.Local().Format(time.DateTime))
+		m := in.MaxLimits
+		fmt.Printf("  job limits at most: memory %d MiB, deadline %v, stdout %d KiB, log %d KiB\n",
+			m.MemoryBytes>>20, m.Deadline, m.StdoutBytes>>10, m.StderrBytes>>10)
+		return nil
+	})
 }
 
 func runJobResults(ctx context.Context, args []string) error {
