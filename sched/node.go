@@ -25,7 +25,7 @@ type Config struct {
 	ListenAddr    string            // default "127.0.0.1:7480"; use ":0" or "127.0.0.1:0" for any free port
 	NodeID        string            // default: the one stored in DataDir, or a new random one
 	Labels        map[string]string // failure domains, e.g. host=h1, zone=z1
-	Slots         int               // concurrent executions; default GOMAXPROCS
+	Slots         int               // concurrent executions; default GOMAXPROCS, plus one with process isolation
 	Isolation     plugins.Isolation // default process: executions in supervised worker processes
 	MaxLimits     plugins.Limits    // node-side maximums for jobs; zero fields: plugins' defaults (stdout capped to fit a frame)
 	WorkerCommand []string          // how to start a worker process; default: this executable
@@ -67,17 +67,26 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:7480"
 	}
+	if cfg.Isolation == "" {
+		cfg.Isolation = plugins.Process
+	}
 	if cfg.Slots <= 0 {
+		// With worker processes, each slot spends part of every item in the
+		// round trip to its worker and in handing the outcome to the
+		// committer; one slot more than cores keeps every core busy
+		// meanwhile (workers run at a lower priority than the node, so the
+		// extra slot does not starve it). Measured with 1 ms items on 2
+		// cores: 0.72-0.74 of raw wazero with 2 slots, 0.77-0.80 with 3.
 		cfg.Slots = runtime.GOMAXPROCS(0)
+		if cfg.Isolation == plugins.Process {
+			cfg.Slots++
+		}
 	}
 	if cfg.MaxLimits.StdoutBytes == 0 || cfg.MaxLimits.StdoutBytes > maxStdout {
 		cfg.MaxLimits.StdoutBytes = maxStdout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.Isolation == "" {
-		cfg.Isolation = plugins.Process
 	}
 	n := &Node{cfg: cfg, dataDir: cfg.DataDir, log: cfg.Logger, started: time.Now(), metrics: newMetrics()}
 	defer func() {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -81,7 +80,7 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("gridnode demo: counting the primes below %d as %d work items on an embedded node\n", *items**width, *items)
 	start := time.Now()
-	e, err := startEmbedded(ctx, dir, plugins.Isolation(*iso), runtime.GOMAXPROCS(0), quietLogger(os.Stderr))
+	e, err := startEmbedded(ctx, dir, plugins.Isolation(*iso), 0, quietLogger(os.Stderr))
 	if err != nil {
 		return fail(exitLocal, "start the embedded node: %v", err)
 	}

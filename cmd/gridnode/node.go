@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/gridnode/gridnode/grid"
@@ -31,7 +30,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dataDefault, listenDefault, metri
 	fs.StringVar(&f.labels, "labels", "", "failure-domain labels, e.g. host=h1,zone=z1")
 	fs.StringVar(&f.metrics, "metrics", metricsDefault, "HTTP address for /metrics and /healthz ('' turns it off)")
 	fs.StringVar(&f.isolation, "isolation", "process", "where executions run: process (killable worker processes) or inprocess")
-	fs.IntVar(&f.slots, "slots", runtime.GOMAXPROCS(0), "concurrent executions")
+	fs.IntVar(&f.slots, "slots", 0, "concurrent executions (default: cores, plus one with process isolation)")
 	fs.StringVar(&f.profile, "profile", sdk.DefaultProfilePath(), "client profile to write for the CLI")
 	fs.BoolVar(&f.noProfile, "no-profile", false, "do not write a client profile")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -70,8 +69,8 @@ func startNode(ctx context.Context, f *nodeFlags) (*sched.Node, *telemetry, erro
 	if iso != plugins.Process && iso != plugins.InProcess {
 		return nil, nil, fail(exitUsage, "--isolation %q: use process or inprocess", f.isolation)
 	}
-	if f.slots < 1 {
-		return nil, nil, fail(exitUsage, "--slots %d: a node needs at least one slot", f.slots)
+	if f.slots < 0 {
+		return nil, nil, fail(exitUsage, "--slots %d: give a positive number, or 0 for the default", f.slots)
 	}
 	tel, err := startTelemetry(f.metrics, log)
 	if err != nil {
