@@ -187,11 +187,16 @@ func (n *Node) janitor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for _, rec := range n.sched.expire(now) {
-				n.dropJob(rec)
-				n.log.Info("job results expired", "job", rec.ID)
-			}
+			n.collectExpired(now)
 		}
+	}
+}
+
+// collectExpired drops the jobs whose results have outlived their TTL at now.
+func (n *Node) collectExpired(now time.Time) {
+	for _, rec := range n.sched.expire(now) {
+		n.dropJob(rec)
+		n.log.Info("job results expired", "job", rec.ID)
 	}
 }
 
