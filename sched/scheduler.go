@@ -249,11 +249,17 @@ func (s *Scheduler) run(t task) {
 	if out.Retriable() {
 		out.Message = fmt.Sprintf("%s (gave up after %d attempts)", out.Message, t.attempt)
 	}
-	s.commits <- pendingResult{jobID: rec.ID, res: api.Result{
+	r := pendingResult{jobID: rec.ID, res: api.Result{
 		Index: t.idx, ItemID: itemID, Status: string(out.Status), ExitCode: out.ExitCode,
 		Output: out.Stdout, Log: out.Stderr, Message: out.Message, Digest: string(out.Digest),
 		Node: s.nodeID, Duration: out.Duration, Attempts: t.attempt,
 	}}
+	select {
+	case s.commits <- r:
+	case <-s.ctx.Done():
+		// Shutting down: the committer is gone. The outcome was never
+		// acknowledged; the item runs again after the restart.
+	}
 }
 
 func attemptsOf(p api.Policy) int {

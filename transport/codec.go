@@ -21,7 +21,11 @@ var (
 
 func init() {
 	eo := cbor.CoreDetEncOptions() // canonical: sorted keys, shortest forms, definite lengths
-	eo.Time = cbor.TimeRFC3339Nano // a plain string: no tag, so our own decoder accepts it
+	// Times are untagged numbers: whole seconds as integers, others as
+	// floats (sub-microsecond precision for this century). An RFC 3339
+	// string cannot carry a year past 9999, which a peer can send as a
+	// number: we would accept a time we could not send back.
+	eo.Time = cbor.TimeUnixDynamic
 	eo.TagsMd = cbor.TagsForbidden
 	eo.IndefLength = cbor.IndefLengthForbidden
 	var err error
@@ -43,7 +47,7 @@ func init() {
 }
 
 // Marshal encodes v as canonical CBOR. Tags are never produced (time.Time is
-// an RFC 3339 string), so everything Marshal writes, Unmarshal reads.
+// a number of seconds), so everything Marshal writes, Unmarshal reads.
 func Marshal(v any) ([]byte, error) {
 	b, err := encMode.Marshal(v)
 	if err != nil {
