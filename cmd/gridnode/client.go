@@ -403,16 +403,9 @@ func printStatus(w io.Writer, st api.JobStatus) {
 	fmt.Fprintf(w, "job %s (%s) %s\n", st.JobID, st.Name, st.State)
 	fmt.Fprintf(w, "  items %d: %d ok, %d failed, %d running, %d pending\n", st.Items, st.Committed, st.Failed, st.Running, st.Pending)
 	if len(st.ByStatus) > 0 {
-		keys := make([]string, 0, len(st.ByStatus))
-		for k := range st.ByStatus {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		parts := make([]string, len(keys))
-		for i, k := range keys {
-			parts[i] = fmt.Sprintf("%s %d", k, st.ByStatus[k])
-		}
-		fmt.Fprintf(w, "  outcomes: %s\n", strings.Join(parts, ", "))
+		fmt.Fprint(w, "  outcomes: ")
+		printCounts(w, st.ByStatus)
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "  module %s, created %s", st.Module, st.Created.Local().Format(time.DateTime))
 	if !st.Finished.IsZero() {

@@ -161,7 +161,9 @@ func runDemo(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Println()
-	fmt.Printf("  node: %d executions committed, outcome counts %v\n", st.Committed+st.Failed, st.ByStatus)
+	fmt.Printf("  node: %d results committed (", st.Committed+st.Failed)
+	printCounts(os.Stdout, st.ByStatus)
+	fmt.Println(")")
 	if sum.Failed > 0 || wrong > 0 || total != want || sum.State != api.JobDone {
 		return fail(exitItemsFailed, "the demo's results are NOT all correct")
 	}

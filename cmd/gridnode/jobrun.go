@@ -216,3 +216,18 @@ func (p *lineProgress) done() {
 		fmt.Fprintln(p.w)
 	}
 }
+
+// printCounts writes outcome counts as "ok 998, trap 2", sorted by outcome.
+func printCounts(w io.Writer, counts map[string]uint64) {
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i > 0 {
+			fmt.Fprint(w, ", ")
+		}
+		fmt.Fprintf(w, "%s %d", k, counts[k])
+	}
+}
