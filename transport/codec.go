@@ -21,11 +21,13 @@ var (
 
 func init() {
 	eo := cbor.CoreDetEncOptions() // canonical: sorted keys, shortest forms, definite lengths
-	// Times are untagged numbers: whole seconds as integers, others as
-	// floats (sub-microsecond precision for this century). An RFC 3339
+	// Times are untagged integers of seconds since the epoch. An RFC 3339
 	// string cannot carry a year past 9999, which a peer can send as a
-	// number: we would accept a time we could not send back.
-	eo.Time = cbor.TimeUnixDynamic
+	// number (we would accept a time we could not send back), and float
+	// seconds do not survive a round trip (a fraction that rounds away
+	// re-encodes as an integer). Anything that needs finer time on the
+	// wire carries a time.Duration or its own integer.
+	eo.Time = cbor.TimeUnix
 	eo.TagsMd = cbor.TagsForbidden
 	eo.IndefLength = cbor.IndefLengthForbidden
 	var err error

@@ -39,7 +39,7 @@ func sample() sampleMsg {
 		Index:  map[string][]uint32{"b": {1, 2}, "a": nil},
 		Err:    Errorf(CodeNotFound, "gone"),
 		Flag:   true, Ratio: 0.5,
-		When:  time.Date(2025, 1, 2, 3, 4, 5, 5e8, time.UTC), // times travel as float seconds: keep the fraction exact
+		When:  time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), // times travel as whole seconds
 		Extra: []any{uint64(1), "two"},
 	}
 }
