@@ -59,19 +59,22 @@ func (m *metrics) jobsFinished(state string) {
 	m.jobsDone.Add(context.Background(), 1, metric.WithAttributes(attribute.String("state", state)))
 }
 
-// observeRunning registers a gauge of running executions and free slots.
-func (m *metrics) observeRunning(s *Scheduler) {
+// observeRunning registers gauges of the scheduler's running executions and
+// slots. Close the registration when the node stops: the meter outlives the
+// node in a process that starts several (tests, the benchmark).
+func (m *metrics) observeRunning(s *Scheduler) (metric.Registration, error) {
 	meter := otel.Meter(instrumentation)
-	_, _ = meter.Int64ObservableGauge("gridnode.executions.running",
-		metric.WithDescription("Executions running now."),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(int64(s.load()))
-			return nil
-		}))
-	_, _ = meter.Int64ObservableGauge("gridnode.slots",
-		metric.WithDescription("Execution slots of this node."),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(int64(s.slots))
-			return nil
-		}))
+	running, err := meter.Int64ObservableGauge("gridnode.executions.running", metric.WithDescription("Executions running now."))
+	if err != nil {
+		return nil, err
+	}
+	slots, err := meter.Int64ObservableGauge("gridnode.slots", metric.WithDescription("Execution slots of this node."))
+	if err != nil {
+		return nil, err
+	}
+	return meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(running, int64(s.load()))
+		o.ObserveInt64(slots, int64(s.slots))
+		return nil
+	}, running, slots)
 }

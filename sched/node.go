@@ -14,6 +14,7 @@ import (
 	"github.com/gridnode/gridnode/plugins"
 	"github.com/gridnode/gridnode/sdk/api"
 	"github.com/gridnode/gridnode/transport"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Version is the node's version, reported in NodeInfo.
@@ -46,6 +47,7 @@ type Node struct {
 	store   *Store
 	sched   *Scheduler
 	metrics *metrics
+	gauges  metric.Registration
 	srv     *transport.Server
 	lis     transport.Listener
 	started time.Time
@@ -115,7 +117,9 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.sched.start()
-	n.metrics.observeRunning(n.sched)
+	if n.gauges, err = n.metrics.observeRunning(n.sched); err != nil {
+		return nil, fmt.Errorf("sched: register gauges: %w", err)
+	}
 
 	network := cfg.Network
 	if network == nil {
@@ -226,9 +230,6 @@ func (n *Node) Identity() grid.Identity { return n.id }
 // TLSDir holds the cluster CA and the node's certificate.
 func (n *Node) TLSDir() string { return filepath.Join(n.dataDir, "tls") }
 
-// Sandbox is the node's sandbox host.
-func (n *Node) Sandbox() *plugins.Sandbox { return n.sandbox }
-
 // Info describes the node.
 func (n *Node) Info() api.NodeInfo {
 	max := n.sandbox.MaxLimits()
@@ -253,6 +254,9 @@ func (n *Node) Close() error {
 			n.lis.Close()
 		}
 		n.wg.Wait()
+		if n.gauges != nil {
+			n.gauges.Unregister()
+		}
 		if n.sched != nil {
 			n.sched.close()
 		}

@@ -384,8 +384,8 @@ type pendingResult struct {
 	committed bool // set by Commit
 }
 
-// Results returns up to limit results of a job with Seq > after, and
-// whether the job holds results after those.
+// Results returns up to limit results of a job with Seq > after, in order;
+// without withOutput, outputs and logs are left out.
 func (s *Store) Results(jobID string, after uint64, limit int, withOutput bool) ([]api.Result, error) {
 	var out []api.Result
 	err := s.db.View(func(tx *bolt.Tx) error {

@@ -365,14 +365,14 @@ func (r *Results) Next(ctx context.Context) (api.Result, bool) {
 
 // retry decides whether a failed read is worth a new stream: errors from the
 // node are final, broken connections are retried a few times.
-func (r *Results) retry(ctx context.Context, tries *int, max int, err error) bool {
+func (r *Results) retry(ctx context.Context, tries *int, limit int, err error) bool {
 	if r.st != nil {
 		r.st.Close()
 		r.st = nil
 	}
 	var te *transport.Error
 	*tries++
-	if errors.As(err, &te) || ctx.Err() != nil || *tries > max {
+	if errors.As(err, &te) || ctx.Err() != nil || *tries > limit {
 		r.err = r.c.wrap(err)
 		return false
 	}
