@@ -30,6 +30,11 @@ const (
 type QUIC struct {
 	creds  *Credentials
 	config *quic.Config
+
+	mu struct {
+		sync.Mutex
+		listener *quicListener // the socket dials go out from, once listening
+	}
 }
 
 var _ Network = (*QUIC)(nil)
@@ -77,17 +82,58 @@ func (q *QUIC) Listen(addr string) (Listener, error) {
 		return nil, fmt.Errorf("transport: listen on %s: %w", addr, err)
 	}
 	ql := &quicListener{l: l, tr: tr, udp: udp}
+	q.mu.Lock()
+	if q.mu.listener == nil {
+		q.mu.listener = ql
+	}
+	q.mu.Unlock()
 	return ql, nil
+}
+
+// listenerForDial returns the listener whose socket a dial shares, counted
+// as a live connection so the socket outlives it, or nil.
+func (q *QUIC) listenerForDial() *quicListener {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	l := q.mu.listener
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil
+	}
+	l.mu.live++
+	return l
 }
 
 // Dial connects to a node at addr. A server whose certificate does not
 // chain to our CA fails here; a client rejected by the server may only learn
-// so on its first stream (TLS 1.3 verifies the client last). Each dialed
-// connection has its own UDP socket, released when the connection ends.
+// so on its first stream (TLS 1.3 verifies the client last).
+//
+// Once the network listens, dials go out from the listening socket: a node
+// then has one UDP address that peers, firewalls and fault proxies can tell
+// apart. Before that (a client), each connection has its own socket,
+// released when the connection ends.
 func (q *QUIC) Dial(ctx context.Context, addr string) (Conn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	if l := q.listenerForDial(); l != nil {
+		c, err := l.tr.Dial(ctx, ua, q.creds.clientTLS(), q.config.Clone())
+		if err != nil {
+			l.connDone()
+			return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+		}
+		context.AfterFunc(c.Context(), l.connDone)
+		qc, err := wrapQUICConn(c)
+		if err != nil {
+			c.CloseWithError(quicCodeNoError, "bad identity")
+			return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+		}
+		return qc, nil
 	}
 	udp, err := net.ListenUDP("udp", nil)
 	if err != nil {

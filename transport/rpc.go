@@ -88,9 +88,15 @@ type Server struct {
 	mu struct {
 		sync.Mutex
 		handlers map[string]HandlerFunc
+		raw      map[string]RawHandlerFunc
 		closed   bool
 	}
 }
+
+// RawHandlerFunc owns a stream once its call header is read: it speaks its
+// own byte protocol on it and must Close or Abort the stream before it
+// returns. ctx ends when the connection or the server goes away.
+type RawHandlerFunc func(ctx context.Context, peer Peer, st Stream)
 
 // NewServer returns a server with no handlers.
 func NewServer(cfg ServerConfig) *Server {
@@ -107,7 +113,25 @@ func NewServer(cfg ServerConfig) *Server {
 	s := &Server{cfg: cfg, log: log, slots: make(chan struct{}, cfg.MaxConcurrentCalls)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.handlers = make(map[string]HandlerFunc)
+	s.mu.raw = make(map[string]RawHandlerFunc)
 	return s
+}
+
+// HandleRaw registers h for method, replacing any earlier handler: streams
+// opened with Client.OpenRaw(method) are handed to it as they are.
+func (s *Server) HandleRaw(method string, h RawHandlerFunc) {
+	if method == "" || len(method) > maxMethodNameBytes {
+		panic(fmt.Sprintf("transport: invalid method name %q", method))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.raw[method] = h
+}
+
+func (s *Server) rawHandler(method string) RawHandlerFunc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.raw[method]
 }
 
 // Handle registers h for method, replacing any earlier handler.
@@ -229,6 +253,10 @@ func (s *Server) serveCall(ctx context.Context, peer Peer, st Stream) {
 		return
 	}
 	st.SetDeadline(time.Time{})
+	if raw := s.rawHandler(hdr.Method); raw != nil {
+		s.runRaw(ctx, raw, peer, hdr.Method, st)
+		return
+	}
 	h := s.handler(hdr.Method)
 	if h == nil {
 		s.finish(st, Errorf(CodeUnknownMethod, "no handler for method %q on this server", truncate(hdr.Method, maxMethodNameBytes)))
@@ -253,6 +281,17 @@ func (s *Server) run(ctx context.Context, h HandlerFunc, call *ServerCall) (err 
 		}
 	}()
 	return h(ctx, call)
+}
+
+// runRaw hands st to a raw handler, aborting the stream if it panics.
+func (s *Server) runRaw(ctx context.Context, h RawHandlerFunc, peer Peer, method string, st Stream) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("transport: raw handler panicked", "method", method, "peer", peer.String(), "panic", r, "stack", string(debug.Stack()))
+			st.Abort()
+		}
+	}()
+	h(ctx, peer, st)
 }
 
 // finish ends a call from the server side: the error frame if any, FIN, and
@@ -404,6 +443,32 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 	default:
 		return err
 	}
+}
+
+// OpenRaw opens a stream to the raw handler of method and returns it after
+// the call header: from then on the two sides speak their own protocol.
+// ctx bounds only the opening.
+func (c *Client) OpenRaw(ctx context.Context, method string) (Stream, error) {
+	hdr, err := encodeTyped(callHeader{Method: method}, maxHeaderFrame, "call header")
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.conn.OpenStream(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("transport: open %q: %w", method, ctx.Err())
+		}
+		return nil, Errorf(CodeUnavailable, "open %q: %v", method, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		st.SetDeadline(dl)
+	}
+	if err := writeTyped(st, frameHeader, hdr); err != nil {
+		st.Abort()
+		return nil, Errorf(CodeUnavailable, "open %q: %v", method, err)
+	}
+	st.SetDeadline(time.Time{})
+	return st, nil
 }
 
 // Stream starts a streaming call. ctx bounds the whole call; Close must be
