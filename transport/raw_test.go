@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRawStream(t *testing.T) {
@@ -151,4 +152,37 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestServerDatagrams(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, tn testNet) {
+		srv := NewServer(ServerConfig{})
+		got := make(chan string, 4)
+		srv.HandleDatagrams(func(conn Conn, b []byte) { got <- conn.Peer().ID + ":" + string(b) })
+		l, err := tn.server.Listen(tn.listenAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(context.Background(), l) }()
+		defer func() { srv.Close(); <-done }()
+		c := dialClient(t, tn, l.Addr(), ClientConfig{})
+		ctx := testCtx(t)
+		// Datagrams are unreliable: resend until one arrives.
+		for {
+			if err := c.Conn().SendDatagram([]byte("beat")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case s := <-got:
+				if want := tn.clientPeer.ID + ":beat"; s != want {
+					t.Fatalf("got %q, want %q", s, want)
+				}
+				return
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal("no datagram delivered")
+			}
+		}
+	})
 }

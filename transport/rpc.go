@@ -89,7 +89,32 @@ type Server struct {
 		sync.Mutex
 		handlers map[string]HandlerFunc
 		raw      map[string]RawHandlerFunc
+		dgram    DatagramFunc
 		closed   bool
+	}
+}
+
+// DatagramFunc receives one datagram that arrived on conn. It runs on the
+// connection's datagram reader and must not block.
+type DatagramFunc func(conn Conn, b []byte)
+
+// HandleDatagrams makes every connection accepted from now on deliver its
+// datagrams to h.
+func (s *Server) HandleDatagrams(h DatagramFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.dgram = h
+}
+
+// ReadDatagrams delivers conn's datagrams to h until ctx is done or the
+// connection is gone.
+func ReadDatagrams(ctx context.Context, conn Conn, h DatagramFunc) {
+	for {
+		b, err := conn.ReceiveDatagram(ctx)
+		if err != nil {
+			return
+		}
+		h(conn, b)
 	}
 }
 
@@ -206,6 +231,12 @@ func (s *Server) serveConn(ctx context.Context, conn Conn, wg *sync.WaitGroup) {
 	stop := context.AfterFunc(conn.Context(), cancel)
 	defer stop()
 	peer := conn.Peer()
+	s.mu.Lock()
+	dgram := s.mu.dgram
+	s.mu.Unlock()
+	if dgram != nil {
+		wg.Go(func() { ReadDatagrams(ctx, conn, dgram) })
+	}
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
