@@ -73,15 +73,7 @@ func SingleNode(self Member) View {
 
 // Member returns the member with node ID id.
 func (v View) Member(id string) (Member, bool) {
-	i, ok := slices.BinarySearchFunc(v.Members, id, func(m Member, id string) int {
-		switch {
-		case m.NodeID < id:
-			return -1
-		case m.NodeID > id:
-			return 1
-		}
-		return 0
-	})
+	i, ok := index(v, id)
 	if !ok {
 		return Member{}, false
 	}

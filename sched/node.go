@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -30,6 +31,17 @@ type Config struct {
 	Isolation     plugins.Isolation // default process: executions in supervised worker processes
 	MaxLimits     plugins.Limits    // node-side maximums for jobs; zero fields: plugins' defaults (stdout capped to fit a frame)
 	WorkerCommand []string          // how to start a worker process; default: this executable
+	// Advertise is the address other nodes and clients dial; default the
+	// listen address (a wildcard host becomes 127.0.0.1).
+	Advertise string
+	// Join lists members to join through. Empty founds a new cluster, or
+	// rejoins the one this data dir's node belonged to.
+	Join []string
+	// Monitors is how many monitors the cluster keeps (1, 3 or 5); default 3.
+	Monitors int
+	// Cluster tunes membership; its Self, Join, Monitors, Network, Server
+	// and Logger are filled in by the node.
+	Cluster grid.Config
 	// Network overrides the QUIC network (tests use transport's in-memory one).
 	Network transport.Network
 	Logger  *slog.Logger
@@ -50,7 +62,10 @@ type Node struct {
 	gauges  metric.Registration
 	srv     *transport.Server
 	lis     transport.Listener
+	cluster *grid.Cluster
 	started time.Time
+	left    chan struct{} // closed once the node left the cluster on request
+	leaveMu sync.Mutex
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc
@@ -90,7 +105,7 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, dataDir: cfg.DataDir, log: cfg.Logger, started: time.Now(), metrics: newMetrics()}
+	n := &Node{cfg: cfg, dataDir: cfg.DataDir, log: cfg.Logger, started: time.Now(), metrics: newMetrics(), left: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -130,6 +145,10 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.srv = transport.NewServer(transport.ServerConfig{Logger: n.log})
 	n.register(n.srv)
+	if err := n.startCluster(ctx, network); err != nil {
+		return nil, err
+	}
+	n.sched.fence = n.cluster.Quorum
 	var sctx context.Context
 	sctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(2)
@@ -147,6 +166,91 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 		"slots", cfg.Slots, "isolation", cfg.Isolation, "data", cfg.DataDir)
 	return n, nil
 }
+
+// startCluster joins (or founds) the cluster this node belongs to.
+func (n *Node) startCluster(ctx context.Context, network transport.Network) error {
+	cc := n.cfg.Cluster
+	cc.DataDir = n.cfg.DataDir
+	cc.Self = grid.Member{
+		NodeID: n.id.NodeID, Incarnation: n.id.Incarnation, Addr: advertiseAddr(n.cfg.Advertise, n.lis.Addr()),
+		Labels: n.cfg.Labels, Slots: n.cfg.Slots,
+	}
+	cc.Join, cc.Monitors = n.cfg.Join, n.cfg.Monitors
+	cc.Network, cc.Server, cc.Logger = network, n.srv, n.log
+	cc.Load = func() (int, int) {
+		running := n.sched.load()
+		return running, max(n.cfg.Slots-running, 0)
+	}
+	cc.Incarnate = func() (uint64, error) {
+		id, err := grid.LoadIdentity(n.cfg.DataDir, n.id.NodeID)
+		return id.Incarnation, err
+	}
+	c, err := grid.Start(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("sched: start cluster membership: %w", err)
+	}
+	n.cluster = c
+	if len(cc.Join) == 0 {
+		// A node that founds (or is alone in) its cluster is ready once its
+		// own consensus has elected it: wait briefly so that a job submitted
+		// right after start is not refused for want of a quorum.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := c.WaitQuorum(wctx); err != nil {
+			n.log.Info("no quorum yet; serving anyway", "err", err)
+		}
+	}
+	return nil
+}
+
+// advertiseAddr is what peers dial: the configured address, or the listen
+// address with a wildcard host replaced by loopback.
+func advertiseAddr(advertise, listen string) string {
+	if advertise != "" {
+		return advertise
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return listen
+}
+
+// Cluster is the node's membership in the grid.
+func (n *Node) Cluster() *grid.Cluster { return n.cluster }
+
+// Leave leaves the cluster on purpose: the monitors record this node as
+// left and hand its duties over; then Left is closed. The node keeps
+// serving reads until Close.
+func (n *Node) Leave(ctx context.Context) error {
+	if err := n.leaveCluster(ctx); err != nil {
+		return err
+	}
+	n.markLeft()
+	return nil
+}
+
+func (n *Node) leaveCluster(ctx context.Context) error {
+	n.leaveMu.Lock()
+	defer n.leaveMu.Unlock()
+	return n.cluster.Leave(ctx)
+}
+
+func (n *Node) markLeft() {
+	n.leaveMu.Lock()
+	defer n.leaveMu.Unlock()
+	select {
+	case <-n.left:
+	default:
+		close(n.left)
+	}
+}
+
+// Left is closed once the node has left the cluster (gridnode leave).
+func (n *Node) Left() <-chan struct{} { return n.left }
 
 // recover loads the stored jobs: running ones resume where their result
 // logs stop; half-received ones (the client never got an acknowledgement)
@@ -204,16 +308,21 @@ func (n *Node) collectExpired(now time.Time) {
 	}
 }
 
-// acceptingWrites refuses new jobs while the disk refuses writes.
+// acceptingWrites refuses new jobs while the disk refuses writes or the
+// node holds no quorum.
 func (n *Node) acceptingWrites() error {
 	if err := n.sched.storageErr(); err != nil {
 		return wireError(err)
+	}
+	if err := n.cluster.Quorum(); err != nil {
+		return transport.Errorf(api.CodeNoQuorum, "%v; submit to a node that holds one (gridnode members shows which)", err)
 	}
 	return nil
 }
 
 func (n *Node) view() grid.View {
-	return grid.SingleNode(grid.Member{NodeID: n.id.NodeID, Incarnation: n.id.Incarnation, Addr: n.Addr(), Labels: n.cfg.Labels, Slots: n.cfg.Slots})
+	v, _ := n.cluster.View()
+	return v
 }
 
 // Addr is where the node listens.
@@ -234,7 +343,7 @@ func (n *Node) TLSDir() string { return filepath.Join(n.dataDir, "tls") }
 func (n *Node) Info() api.NodeInfo {
 	max := n.sandbox.MaxLimits()
 	return api.NodeInfo{
-		NodeID: n.id.NodeID, Incarnation: n.id.Incarnation, Epoch: n.view().Epoch, Addr: n.Addr(),
+		NodeID: n.id.NodeID, Incarnation: n.cluster.Self().Incarnation, Epoch: n.view().Epoch, Addr: n.Addr(),
 		Labels: n.cfg.Labels, Slots: n.cfg.Slots, Running: n.sched.load(), Isolation: string(n.cfg.Isolation),
 		Version: Version, Started: n.started.UTC(),
 		MaxLimits: api.Limits{MemoryBytes: max.MemoryBytes, Deadline: max.Deadline, StdoutBytes: max.StdoutBytes, StderrBytes: max.StderrBytes},
@@ -246,6 +355,9 @@ func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		if n.cancel != nil {
 			n.cancel()
+		}
+		if n.cluster != nil {
+			n.cluster.Close()
 		}
 		if n.srv != nil {
 			n.srv.Close()

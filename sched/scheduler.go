@@ -71,6 +71,9 @@ type Scheduler struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	// fence says whether this node may commit: nil, or why not (it lost
+	// its quorum). Outcomes wait in memory meanwhile.
+	fence func() error
 
 	commits chan pendingResult
 	wg      sync.WaitGroup
@@ -91,7 +94,7 @@ type Scheduler struct {
 }
 
 func newScheduler(store *Store, exec executor, nodeID string, slots int, log *slog.Logger, m *metrics) *Scheduler {
-	s := &Scheduler{store: store, exec: exec, nodeID: nodeID, slots: slots, log: log, metrics: m, now: time.Now}
+	s := &Scheduler{store: store, exec: exec, nodeID: nodeID, slots: slots, log: log, metrics: m, now: time.Now, fence: func() error { return nil }}
 	s.mu.cond = sync.NewCond(&s.mu)
 	s.mu.jobs = map[string]*job{}
 	s.commits = make(chan pendingResult, 4*slots)
@@ -318,6 +321,14 @@ func (s *Scheduler) committer() {
 		if len(batch) == 0 {
 			continue
 		}
+		if err := s.fence(); err != nil {
+			// Cut off from the monitors' majority: hold the outcomes until
+			// the view is renewed; they are committed then, or not at all.
+			s.log.Warn("holding results: this node may not commit", "results", len(batch), "err", err)
+			if !s.waitFence() {
+				return
+			}
+		}
 		recs, err := s.store.Commit(batch)
 		if err != nil {
 			s.log.Error("cannot commit results; holding them and retrying", "results", len(batch), "err", err)
@@ -337,6 +348,21 @@ func (s *Scheduler) committer() {
 		s.applyCommitted(batch, recs)
 		batch = batch[:0]
 	}
+}
+
+// waitFence waits until the fence lets commits through; false when the
+// scheduler closes first.
+func (s *Scheduler) waitFence() bool {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for s.fence() != nil {
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // dropDuplicates keeps the first outcome of each item that has no result

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gridnode/gridnode/grid"
 	"github.com/gridnode/gridnode/plugins"
 	"github.com/gridnode/gridnode/sdk/api"
 	"github.com/gridnode/gridnode/transport"
@@ -27,6 +28,8 @@ func (n *Node) register(srv *transport.Server) {
 	srv.Handle(api.MethodJobCancel, n.handleCancel)
 	srv.Handle(api.MethodJobList, n.handleList)
 	srv.Handle(api.MethodNodeInfo, n.handleInfo)
+	srv.Handle(api.MethodMembers, n.handleMembers)
+	srv.Handle(api.MethodLeave, n.handleLeave)
 }
 
 // wireError turns an internal error into one that crosses the wire with a
@@ -380,4 +383,43 @@ func (n *Node) sendResults(call *transport.ServerCall, req api.ResultsRequest, c
 		}
 		sent = true
 	}
+}
+
+func (n *Node) handleMembers(ctx context.Context, call *transport.ServerCall) error {
+	var req api.MembersRequest
+	if err := call.Recv(&req); err != nil {
+		return err
+	}
+	return call.Send(membersOf(n.cluster.Status()))
+}
+
+// membersOf turns the cluster's status into its wire form.
+func membersOf(st grid.Status) api.Members {
+	out := api.Members{NodeID: st.NodeID, Epoch: st.Epoch, Leader: st.Leader, Quorum: st.Quorum == nil, LeaseAge: st.LeaseAge}
+	if st.Quorum != nil {
+		out.NoQuorum = st.Quorum.Error()
+	}
+	for _, m := range st.Members {
+		out.Members = append(out.Members, api.Member{
+			NodeID: m.NodeID, Incarnation: m.Incarnation, Addr: m.Addr, Labels: m.Labels,
+			State: m.State.String(), Monitor: m.Monitor, Leader: m.Leader, Self: m.Self,
+			Slots: m.Slots, Running: m.Load, Free: m.Free, LastHeard: m.Heard, Timeout: m.Timeout, Suspect: m.Suspect,
+		})
+	}
+	return out
+}
+
+func (n *Node) handleLeave(ctx context.Context, call *transport.ServerCall) error {
+	var req api.LeaveRequest
+	if err := call.Recv(&req); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := n.leaveCluster(ctx); err != nil {
+		return transport.Errorf(transport.CodeUnavailable, "leave: %v; the node keeps running, try again", err)
+	}
+	err := call.Send(api.LeaveReply{Epoch: n.view().Epoch})
+	n.markLeft() // after the reply: whoever waits on Left stops the node
+	return err
 }

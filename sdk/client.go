@@ -233,6 +233,23 @@ func (c *Client) Info(ctx context.Context) (api.NodeInfo, error) {
 	return in, err
 }
 
+// Members returns the cluster as the node sees it: every member with its
+// state, incarnation, address, labels, load and the node's failure
+// detector estimate, and whether the node holds a quorum.
+func (c *Client) Members(ctx context.Context) (api.Members, error) {
+	var m api.Members
+	err := c.call(ctx, api.MethodMembers, api.MembersRequest{}, &m)
+	return m, err
+}
+
+// Leave asks the node to leave the cluster on purpose: its duties are
+// handed over, every member records it as left, and the node stops.
+func (c *Client) Leave(ctx context.Context) (api.LeaveReply, error) {
+	var r api.LeaveReply
+	err := c.call(ctx, api.MethodLeave, api.LeaveRequest{}, &r)
+	return r, err
+}
+
 // Wait polls a job's status every interval (0 means 250 ms), calling fn
 // (if not nil) with each, until the job is done or ctx ends.
 func (c *Client) Wait(ctx context.Context, jobID string, interval time.Duration, fn func(api.JobStatus)) (api.JobStatus, error) {

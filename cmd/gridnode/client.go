@@ -10,9 +10,11 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/gridnode/gridnode/sdk"
@@ -468,6 +470,96 @@ func runInfo(ctx context.Context, args []string) error {
 			m.MemoryBytes>>20, m.Deadline, m.StdoutBytes>>10, m.StderrBytes>>10)
 		return nil
 	})
+}
+
+func runMembers(ctx context.Context, args []string) error {
+	return withClient(ctx, "gridnode members", args, func(c *sdk.Client, cf *clientFlags) error {
+		m, err := c.Members(ctx)
+		if err != nil {
+			return nodeError(err)
+		}
+		if cf.json {
+			return printJSON(m)
+		}
+		quorum := "quorum"
+		if !m.Quorum {
+			quorum = "NO QUORUM: " + m.NoQuorum
+		}
+		fmt.Printf("epoch %d, leader %s, seen from %s: %s\n", m.Epoch, orDash(m.Leader), m.NodeID, quorum)
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tSTATE\tINC\tADDR\tROLE\tSLOTS\tRUNNING\tHEARD\tTIMEOUT\tLABELS")
+		for _, mb := range m.Members {
+			state := mb.State
+			if mb.Suspect && state == "alive" {
+				state = "suspect"
+			}
+			role := ""
+			switch {
+			case mb.Leader && mb.Monitor:
+				role = "leader"
+			case mb.Monitor:
+				role = "monitor"
+			}
+			if mb.Self {
+				role = strings.TrimPrefix(role+",self", ",")
+			}
+			heard := "-"
+			if mb.LastHeard >= 0 {
+				heard = mb.LastHeard.Round(time.Millisecond).String() + " ago"
+			}
+			if mb.Self {
+				heard = "-"
+			}
+			timeout := "-"
+			if mb.Timeout > 0 {
+				timeout = mb.Timeout.Round(time.Millisecond).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", mb.NodeID, state, mb.Incarnation, mb.Addr,
+				orDash(role), mb.Slots, mb.Running, heard, timeout, orDash(labelString(mb.Labels)))
+		}
+		tw.Flush()
+		if !m.Quorum {
+			return fail(exitRefused, "the node holds no quorum")
+		}
+		return nil
+	})
+}
+
+func runLeave(ctx context.Context, args []string) error {
+	return withClient(ctx, "gridnode leave", args, func(c *sdk.Client, cf *clientFlags) error {
+		r, err := c.Leave(ctx)
+		if err != nil {
+			return nodeError(err)
+		}
+		if cf.json {
+			return printJSON(r)
+		}
+		fmt.Printf("left the cluster at epoch %d; the node is stopping\n", r.Epoch)
+		return nil
+	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func labelString(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k + "=" + l[k])
+	}
+	return b.String()
 }
 
 func runJobResults(ctx context.Context, args []string) error {

@@ -59,6 +59,8 @@ func commands() []command {
 		{"job cancel", "JOB", "cancel a job", runJobCancel},
 		{"job list", "", "list the node's jobs", runJobList},
 		{"info", "", "describe the node the profile points at", runInfo},
+		{"members", "", "list the cluster's members as the node sees them", runMembers},
+		{"leave", "", "make the node leave the cluster on purpose, then stop", runLeave},
 	}
 }
 

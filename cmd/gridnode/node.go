@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gridnode/gridnode/grid"
 	"github.com/gridnode/gridnode/plugins"
@@ -19,13 +22,18 @@ import (
 // nodeFlags are the flags of agent and dev.
 type nodeFlags struct {
 	data, listen, nodeID, labels, metrics, isolation, profile, logLevel string
-	slots                                                               int
+	advertise, join, clusterCA                                          string
+	slots, monitors                                                     int
 	noProfile                                                           bool
 }
 
-func (f *nodeFlags) register(fs *flag.FlagSet, dataDefault, listenDefault, metricsDefault string) {
+func (f *nodeFlags) register(fs *flag.FlagSet, dataDefault, listenDefault, metricsDefault string, monitorsDefault int) {
 	fs.StringVar(&f.data, "data", dataDefault, "data dir: identity, TLS material, modules, compile cache, jobs")
-	fs.StringVar(&f.listen, "listen", listenDefault, "QUIC address to serve clients on (UDP)")
+	fs.StringVar(&f.listen, "listen", listenDefault, "QUIC address to serve nodes and clients on (UDP)")
+	fs.StringVar(&f.advertise, "advertise", "", "address other nodes dial to reach this one (default: --listen, with 0.0.0.0 as 127.0.0.1)")
+	fs.StringVar(&f.join, "join", "", "addresses of cluster members to join through, comma-separated (default: found a new cluster, or rejoin the one in --data)")
+	fs.IntVar(&f.monitors, "monitors", monitorsDefault, "how many monitors the cluster keeps: 1, 3 or 5 (read by the node that founds it and by the monitors' leader)")
+	fs.StringVar(&f.clusterCA, "cluster-ca", "", "directory holding the cluster's ca.pem and ca.key (a member's <data>/tls): copied into --data on first start so this node can join")
 	fs.StringVar(&f.nodeID, "node-id", "", "node ID (default: the one stored in the data dir, or a new one)")
 	fs.StringVar(&f.labels, "labels", "", "failure-domain labels, e.g. host=h1,zone=z1")
 	fs.StringVar(&f.metrics, "metrics", metricsDefault, "HTTP address for /metrics and /healthz ('' turns it off)")
@@ -72,6 +80,23 @@ func startNode(ctx context.Context, f *nodeFlags) (*sched.Node, *telemetry, erro
 	if f.slots < 0 {
 		return nil, nil, fail(exitUsage, "--slots %d: give a positive number, or 0 for the default", f.slots)
 	}
+	if f.monitors != 1 && f.monitors != 3 && f.monitors != 5 {
+		return nil, nil, fail(exitUsage, "--monitors %d: use 1, 3 or 5", f.monitors)
+	}
+	var join []string
+	for _, a := range strings.Split(f.join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, nil, fail(exitUsage, "--join %q: give host:port addresses of members, comma-separated", a)
+			}
+			join = append(join, a)
+		}
+	}
+	if f.clusterCA != "" {
+		if err := copyClusterCA(f.clusterCA, filepath.Join(f.data, "tls")); err != nil {
+			return nil, nil, fail(exitLocal, "--cluster-ca: %v", err)
+		}
+	}
 	tel, err := startTelemetry(f.metrics, log)
 	if err != nil {
 		return nil, nil, fail(exitLocal, "%v", err)
@@ -79,6 +104,7 @@ func startNode(ctx context.Context, f *nodeFlags) (*sched.Node, *telemetry, erro
 	n, err := sched.StartNode(ctx, sched.Config{
 		DataDir: f.data, ListenAddr: f.listen, NodeID: f.nodeID, Labels: labels,
 		Slots: f.slots, Isolation: iso, Logger: log,
+		Advertise: f.advertise, Join: join, Monitors: f.monitors,
 	})
 	if err != nil {
 		tel.close()
@@ -92,6 +118,35 @@ func startNode(ctx context.Context, f *nodeFlags) (*sched.Node, *telemetry, erro
 		}
 	}
 	return n, tel, nil
+}
+
+// copyClusterCA copies the cluster CA into a new node's TLS dir, so that
+// the node's certificate is issued by the CA every member trusts. A node
+// that already has a CA keeps it: a data dir belongs to one cluster.
+func copyClusterCA(from, tlsDir string) error {
+	caCert := filepath.Join(from, "ca.pem")
+	if _, err := os.Stat(caCert); err != nil {
+		return fmt.Errorf("%s: %w (point --cluster-ca at a member's <data>/tls directory)", caCert, err)
+	}
+	if _, err := os.Stat(filepath.Join(tlsDir, "ca.pem")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return err
+	}
+	for _, name := range []string{"ca.pem", "ca.key"} {
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if errors.Is(err, os.ErrNotExist) && name == "ca.key" {
+			return fmt.Errorf("%s has no ca.key: without it this node cannot issue its own certificate; copy node.pem and node.key issued for it into %s instead", from, tlsDir)
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tlsDir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeProfile issues a client certificate from the node's CA and writes a
@@ -121,20 +176,34 @@ func dialAddr(addr string) string {
 func runAgent(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gridnode agent", flag.ContinueOnError)
 	var f nodeFlags
-	f.register(fs, "", "0.0.0.0:7480", "127.0.0.1:7481")
+	f.register(fs, "", "0.0.0.0:7480", "127.0.0.1:7481", 3)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if f.data == "" {
 		return fail(exitUsage, "--data is required: the directory where this node keeps its identity and jobs")
 	}
-	n, tel, err := startNode(ctx, &f)
+	// The node outlives the signal that stops it: it leaves the cluster
+	// first, which takes a round trip to the monitors.
+	n, tel, err := startNode(context.WithoutCancel(ctx), &f)
 	if err != nil {
 		return err
 	}
 	defer tel.close()
 	defer n.Close()
-	<-ctx.Done()
+	select {
+	case <-n.Left():
+		fmt.Fprintln(os.Stderr, "gridnode agent: left the cluster; stopping")
+		time.Sleep(200 * time.Millisecond) // let the reply to `gridnode leave` reach its client
+		return nil
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(os.Stderr, "gridnode agent: leaving the cluster")
+	lctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.Leave(lctx); err != nil {
+		fmt.Fprintf(os.Stderr, "gridnode agent: could not leave cleanly (%v); stopping anyway, the others will declare this node dead\n", err)
+	}
 	fmt.Fprintln(os.Stderr, "gridnode agent: stopping")
 	return nil
 }
@@ -146,7 +215,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		base = os.TempDir()
 	}
-	f.register(fs, filepath.Join(base, "gridnode", "dev"), "127.0.0.1:7480", "127.0.0.1:7481")
+	f.register(fs, filepath.Join(base, "gridnode", "dev"), "127.0.0.1:7480", "127.0.0.1:7481", 1)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -4,13 +4,15 @@ import "time"
 
 // Method names. One stream per call; see transport's rpc.go for the framing.
 const (
-	MethodModulePush = "module.push" // stream: ModuleChunk… → ModulePushReply
-	MethodJobSubmit  = "job.submit"  // stream: SubmitHeader, ItemBatch…, SubmitEnd → SubmitReply
-	MethodJobStatus  = "job.status"  // unary: JobRef → JobStatus
-	MethodJobResults = "job.results" // stream: ResultsRequest → ResultBatch… (server ends the stream)
-	MethodJobCancel  = "job.cancel"  // unary: JobRef → JobStatus
-	MethodJobList    = "job.list"    // unary: JobListRequest → JobList
-	MethodNodeInfo   = "node.info"   // unary: NodeInfoRequest → NodeInfo
+	MethodModulePush = "module.push"     // stream: ModuleChunk… → ModulePushReply
+	MethodJobSubmit  = "job.submit"      // stream: SubmitHeader, ItemBatch…, SubmitEnd → SubmitReply
+	MethodJobStatus  = "job.status"      // unary: JobRef → JobStatus
+	MethodJobResults = "job.results"     // stream: ResultsRequest → ResultBatch… (server ends the stream)
+	MethodJobCancel  = "job.cancel"      // unary: JobRef → JobStatus
+	MethodJobList    = "job.list"        // unary: JobListRequest → JobList
+	MethodNodeInfo   = "node.info"       // unary: NodeInfoRequest → NodeInfo
+	MethodMembers    = "cluster.members" // unary: MembersRequest → Members
+	MethodLeave      = "node.leave"      // unary: LeaveRequest → LeaveReply
 )
 
 // Error codes beyond transport's generic ones (bad_request, not_found, too_large,
@@ -215,4 +217,51 @@ type NodeInfo struct {
 	Version     string            `cbor:"9,keyasint"`
 	Started     time.Time         `cbor:"10,keyasint"`
 	MaxLimits   Limits            `cbor:"11,keyasint"`
+}
+
+// MembersRequest asks a node for its picture of the cluster.
+type MembersRequest struct{}
+
+// Members is the cluster as the answering node sees it.
+type Members struct {
+	NodeID string `cbor:"1,keyasint"` // the node that answered
+	Epoch  uint64 `cbor:"2,keyasint"`
+	Leader string `cbor:"3,keyasint,omitempty"` // the monitors' leader, as last heard
+	// Quorum is true while the answering node holds a fresh view from the
+	// monitors' majority; NoQuorum says why not.
+	Quorum   bool          `cbor:"4,keyasint"`
+	NoQuorum string        `cbor:"5,keyasint,omitempty"`
+	LeaseAge time.Duration `cbor:"6,keyasint"` // since the leader last held a majority; -1 never
+	Members  []Member      `cbor:"7,keyasint"`
+}
+
+// Member is one node of the cluster.
+type Member struct {
+	NodeID      string            `cbor:"1,keyasint"`
+	Incarnation uint64            `cbor:"2,keyasint"`
+	Addr        string            `cbor:"3,keyasint"`
+	Labels      map[string]string `cbor:"4,keyasint,omitempty"`
+	State       string            `cbor:"5,keyasint"` // alive, dead or left
+	Monitor     bool              `cbor:"6,keyasint,omitempty"`
+	Leader      bool              `cbor:"7,keyasint,omitempty"`
+	Self        bool              `cbor:"8,keyasint,omitempty"` // the node that answered
+	Slots       int               `cbor:"9,keyasint"`
+	Running     int               `cbor:"10,keyasint"`
+	Free        int               `cbor:"11,keyasint"`
+	// LastHeard is the time since the answering node last heard from it;
+	// -1 when it never did (it does not watch every member in a large
+	// cluster).
+	LastHeard time.Duration `cbor:"12,keyasint"`
+	// Timeout is the failure detector's current estimate for it; 0 when the
+	// answering node does not watch it.
+	Timeout time.Duration `cbor:"13,keyasint,omitempty"`
+	Suspect bool          `cbor:"14,keyasint,omitempty"`
+}
+
+// LeaveRequest asks a node to leave the cluster on purpose.
+type LeaveRequest struct{}
+
+// LeaveReply confirms the node left; it stops after replying.
+type LeaveReply struct {
+	Epoch uint64 `cbor:"1,keyasint"`
 }
