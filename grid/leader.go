@@ -77,7 +77,15 @@ func (c *Cluster) followerDuties(r *raft.Raft) {
 	if err != nil {
 		return
 	}
-	if !slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == c.cfg.Self.NodeID }) {
+	votedOut := !slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == c.cfg.Self.NodeID })
+	// A monitor voted out while it was down restarts with its old
+	// configuration, which still lists it: the view (synced from members)
+	// says otherwise, and no leader talks to it.
+	c.mu.Lock()
+	me, _ := c.mu.view.Member(c.cfg.Self.NodeID)
+	stale := c.mu.joined && !me.Monitor
+	c.mu.Unlock()
+	if _, id := r.LeaderWithID(); votedOut || (stale && id == "") {
 		c.log.Info("no longer a monitor")
 		c.wg.Go(func() { c.mon.stop(true) })
 	}

@@ -10,6 +10,10 @@
 // the grid spreads items over many nodes. A job ID is stamped by the node
 // that accepted it: its node ID, the epoch, and a durable serial.
 //
+// The node joins its cluster through grid at start. While grid says the
+// node holds no quorum, the node refuses new jobs (code no_quorum) and its
+// committer holds outcomes in memory instead of committing them.
+//
 // sched must never talk to sockets directly (transport does) and never run
 // WebAssembly itself (plugins does). A result is visible to clients only
 // after it is durable; a job is acknowledged only after all of its items are.
