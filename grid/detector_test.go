@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"math/big"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -176,15 +175,25 @@ func TestDetectorKillDetectionTime(t *testing.T) {
 	seed := simSeed(t)
 	r := newRand(seed, 0)
 	cfg := DetectorConfig{}
+	// Warm a few detectors for a minute (a fresh one is cautious for ~10 s);
+	// each trial continues a copy of one for 1..6 s, then kills the peer.
+	var warm []PeerDetector
+	for range 8 {
+		d, st := observeAll(cfg, NewPeerDetector(cfg, simEpoch), lan().arrivals(r, simEpoch, simEpoch.Add(time.Minute)))
+		if st.deads > 0 || st.suspects > 0 {
+			t.Fatalf("seed %d: %d suspect, %d dead verdicts while warming up", seed, st.suspects, st.deads)
+		}
+		warm = append(warm, d)
+	}
 	const trials = 1000
 	var times []time.Duration
 	for i := range trials {
 		m := lan()
 		m.drift = (r.Float64() - 0.5) * 2e-3
-		// Warm up for 30..90 s, killing at a random moment.
-		kill := simEpoch.Add(30*time.Second + time.Duration(r.Int64N(int64(60*time.Second))))
+		d := warm[r.IntN(len(warm))]
+		kill := d.last.Add(time.Second + time.Duration(r.Int64N(int64(5*time.Second))))
 		m.kill = kill
-		d, st := observeAll(cfg, NewPeerDetector(cfg, simEpoch), m.arrivals(r, simEpoch, kill.Add(time.Second)))
+		d, st := observeAll(cfg, d, m.arrivals(r, d.last, kill.Add(time.Second)))
 		if st.deads > 0 || st.suspects > 0 {
 			t.Fatalf("seed %d trial %d: %d suspect, %d dead verdicts before the kill; first dead %s", seed, i, st.suspects, st.deads, st.firstDead)
 		}
@@ -331,7 +340,7 @@ func TestDetectorObserveEdges(t *testing.T) {
 	cfg := DetectorConfig{}
 	d := NewPeerDetector(cfg, simEpoch)
 	mean0, dev0, margin0 := d.Estimate()
-	if mean0 != 100*time.Millisecond || dev0 != 100*time.Millisecond || margin0 != 0 || d.Timeout(cfg) != 500*time.Millisecond {
+	if mean0 != 100*time.Millisecond || dev0 != 75*time.Millisecond || margin0 != 0 || d.Timeout(cfg) != 400*time.Millisecond {
 		t.Fatalf("fresh detector: mean %v dev %v margin %v timeout %v", mean0, dev0, margin0, d.Timeout(cfg))
 	}
 	if got := d.Observe(cfg, simEpoch.Add(-time.Second)); got != d {
@@ -345,19 +354,19 @@ func TestDetectorObserveEdges(t *testing.T) {
 	// One huge gap: a false suspicion. The margin grows by at least one
 	// Interval and at most the timeout; mean and dev do not move.
 	for _, tc := range []struct{ gap, margin time.Duration }{
-		{501 * time.Millisecond, 100 * time.Millisecond},
-		{700 * time.Millisecond, 200 * time.Millisecond},
-		{2 * time.Second, 500 * time.Millisecond},
-		{time.Hour, 500 * time.Millisecond},
+		{401 * time.Millisecond, 100 * time.Millisecond},
+		{650 * time.Millisecond, 250 * time.Millisecond},
+		{2 * time.Second, 400 * time.Millisecond},
+		{time.Hour, 400 * time.Millisecond},
 	} {
 		h := d.Observe(cfg, simEpoch.Add(tc.gap))
 		m, dv, mg := h.Estimate()
-		if h.FalseSuspicions() != 1 || mg != tc.margin || m != mean0 || dv != dev0 || h.Timeout(cfg) != 500*time.Millisecond+tc.margin {
+		if h.FalseSuspicions() != 1 || mg != tc.margin || m != mean0 || dv != dev0 || h.Timeout(cfg) != 400*time.Millisecond+tc.margin {
 			t.Errorf("gap %v: false %d, mean %v dev %v margin %v (want %v), timeout %v", tc.gap, h.FalseSuspicions(), m, dv, mg, tc.margin, h.Timeout(cfg))
 		}
 	}
 	// A gap within the timeout is no false suspicion.
-	if h := d.Observe(cfg, simEpoch.Add(500*time.Millisecond)); h.FalseSuspicions() != 0 {
+	if h := d.Observe(cfg, simEpoch.Add(400*time.Millisecond)); h.FalseSuspicions() != 0 {
 		t.Errorf("a gap equal to the timeout counted as a false suspicion")
 	}
 	// Gaps within the timeout are no false suspicion and decay the margin.
@@ -394,18 +403,15 @@ func TestDetectorConfigDefaults(t *testing.T) {
 		{DetectorConfig{DeadAfter: math.NaN(), CrisisFraction: math.NaN()}, DetectorConfig{100 * time.Millisecond, 300 * time.Millisecond, 10 * time.Second, 2, 0.34}},
 		{DetectorConfig{10, 20, 30, 4, 0.5}, DetectorConfig{10, 20, 30, 4, 0.5}},
 	} {
-		in := tc.in
-		if got := in.withDefaults(); got != tc.want {
+		if got := tc.in.withDefaults(); got != tc.want {
 			t.Errorf("%+v.withDefaults() = %+v, want %+v", tc.in, got, tc.want)
-		}
-		if in != tc.in && !math.IsNaN(tc.in.DeadAfter) {
-			t.Errorf("withDefaults wrote into its receiver")
 		}
 	}
 }
 
 // naiveVerdict is the verdict arithmetic written out plainly, in exact
-// rational numbers.
+// integers: stretch and DeadAfter must be multiples of 1/4 (so the twin
+// counts in quarters), which the table below respects.
 func naiveVerdict(cfg DetectorConfig, mean, dev, margin, silence time.Duration, stretch float64) Verdict {
 	interval := cfg.Interval
 	if interval <= 0 {
@@ -444,13 +450,15 @@ func naiveVerdict(cfg DetectorConfig, mean, dev, margin, silence time.Duration, 
 	if silence < 0 {
 		silence = 0
 	}
-	s := new(big.Rat).SetInt64(int64(silence))
-	suspectAt := new(big.Rat).Mul(new(big.Rat).SetInt64(int64(timeout)), new(big.Rat).SetFloat64(stretch))
-	deadAt := new(big.Rat).Mul(suspectAt, new(big.Rat).SetFloat64(deadAfter))
-	if s.Cmp(deadAt) > 0 {
+	s4, d4 := int64(stretch*4), int64(deadAfter*4)
+	if float64(s4) != stretch*4 || float64(d4) != deadAfter*4 {
+		panic("naiveVerdict: stretch and DeadAfter must be multiples of 1/4")
+	}
+	// silence > timeout·stretch·deadAfter, times 16 on both sides.
+	if int64(silence)*16 > int64(timeout)*s4*d4 {
 		return VerdictDead
 	}
-	if s.Cmp(suspectAt) > 0 {
+	if int64(silence)*4 > int64(timeout)*s4 {
 		return VerdictSuspect
 	}
 	return VerdictAlive
@@ -459,13 +467,17 @@ func naiveVerdict(cfg DetectorConfig, mean, dev, margin, silence time.Duration, 
 func TestDetectorVerdictNaiveTwin(t *testing.T) {
 	ms := time.Millisecond
 	cfgs := []DetectorConfig{{}, {Interval: 50 * ms, MinTimeout: 120 * ms, MaxTimeout: 900 * ms, DeadAfter: 3}, {DeadAfter: 1}, {DeadAfter: 2.5, MaxTimeout: 200 * ms}}
-	durs := []time.Duration{0, 1, 10 * ms, 50 * ms, 100 * ms, 250 * ms, 3 * time.Second, 20 * time.Second}
+	// Means, devs and margins that hit both clamps exactly (100+4·50 = 300 ms
+	// = MinTimeout), miss them by a nanosecond, and overshoot MaxTimeout.
+	means := []time.Duration{0, 100 * ms, 3 * time.Second}
+	devs := []time.Duration{0, 1, 50 * ms, 3 * time.Second}
+	margins := []time.Duration{0, 1, 250 * ms, 20 * time.Second}
 	stretches := []float64{math.NaN(), math.Inf(-1), -1, 0, 0.5, 1, 1.25, 1.5, 2.5, 3, 15, 1000, 1e6, math.Inf(1)}
 	n := 0
 	for _, cfg := range cfgs {
-		for _, mean := range durs {
-			for _, dev := range durs {
-				for _, margin := range durs {
+		for _, mean := range means {
+			for _, dev := range devs {
+				for _, margin := range margins {
 					d := PeerDetector{last: simEpoch, mean: mean, dev: dev, margin: margin}
 					T := d.Timeout(cfg)
 					for _, stretch := range stretches {
@@ -478,7 +490,7 @@ func TestDetectorVerdictNaiveTwin(t *testing.T) {
 						da := cfg.withDefaults().DeadAfter
 						sus := time.Duration(float64(T) * s)
 						dead := time.Duration(float64(T) * s * da)
-						for _, sil := range []time.Duration{-time.Second, 0, sus - 1, sus, sus + 1, dead - 1, dead, dead + 1, 2 * dead, time.Duration(math.MaxInt64 / 2)} {
+						for _, sil := range []time.Duration{-time.Second, 0, sus - 1, sus, sus + 1, dead - 1, dead, dead + 1, 2 * dead, 1000 * time.Hour} {
 							now := simEpoch.Add(sil)
 							got := d.Verdict(cfg, now, stretch)
 							want := naiveVerdict(cfg, mean, dev, margin, sil, stretch)
@@ -492,6 +504,14 @@ func TestDetectorVerdictNaiveTwin(t *testing.T) {
 				}
 			}
 		}
+	}
+	// No overflow at the extremes of time and stretch.
+	d := PeerDetector{last: simEpoch, mean: math.MaxInt64 / 8, dev: math.MaxInt64 / 8, margin: math.MaxInt64 / 8}
+	if v := d.Verdict(DetectorConfig{MaxTimeout: math.MaxInt64 / 4}, simEpoch.Add(math.MaxInt64/2), math.Inf(1)); v != VerdictAlive {
+		t.Errorf("extreme timeout and stretch: %v, want alive", v)
+	}
+	if v := d.Verdict(DetectorConfig{}, simEpoch.Add(math.MaxInt64), math.Inf(1)); v != VerdictDead {
+		t.Errorf("extreme silence: %v, want dead", v)
 	}
 	t.Logf("%d cases agree", n)
 }

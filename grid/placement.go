@@ -65,8 +65,10 @@ func checkBucket(b int) {
 // ranking is then independent of the candidates' order.
 //
 // Each candidate's score is weight / -ln(u), u a hash of (node ID, key) in
-// (0,1): the top score is won with probability exactly weight/Σweights, and
-// adding or removing one candidate never reorders the others.
+// (0,1): the top score goes to a candidate with probability weight/Σweights,
+// and adding or removing one candidate never reorders the others, so the
+// only results that change are those that gain the newcomer or lose the
+// leaver.
 func Rank(candidates []Member, key []byte, k int) []Member {
 	if k <= 0 || len(candidates) == 0 {
 		return nil
@@ -162,15 +164,15 @@ func (o *Ownership) BucketsOf(id string) []int {
 func (o *Ownership) Moved(p *Ownership) []int {
 	var out []int
 	for b := range NumBuckets {
-		if !sameSet(o.owners(b), p.owners(b)) {
+		if !sameOwners(o.owners(b), p.owners(b)) {
 			out = append(out, b)
 		}
 	}
 	return out
 }
 
-// sameSet compares two short lists of distinct IDs as sets.
-func sameSet(a, b []string) bool {
+// sameOwners compares two short lists of distinct IDs as sets.
+func sameOwners(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -198,27 +200,37 @@ outer:
 // the members it ranks them all, with a heap popped lazily.
 type ranker struct {
 	members   []Member
-	cands     []candidate
+	cands     []rankCand
 	zones     int // distinct zones among members, counted up to the k asked for
 	prefixLen int
-	order     []int32 // members not yet walked: a sorted prefix of the ranking, or a max-heap of all
-	full      bool    // order is the heap of all members
-	next      int     // with a prefix: the position of the next member to walk
-	truncated bool    // the walk ran past the prefix
-	seen      []pick  // members walked for this key, in rank order
-	picked    []pick
+	order     []int32    // members not yet walked: a sorted prefix of the ranking, or a max-heap of all
+	full      bool       // order is the heap of all members
+	next      int        // with a prefix: the position of the next member to walk
+	truncated bool       // the walk ran past the prefix
+	seen      []rankPick // members walked for this key, in rank order
+	picked    []rankPick
 	longer    int // walks that ran past their prefix (tests look at these two)
 	fullRuns  int // keys that needed the full ranking
 }
 
-type candidate struct {
+type rankCand struct {
 	prefix uint64  // FNV-1a state after the node ID and the 0 separator
 	weight float64 // Slots, at least 1
 	u      float64 // hash of (node ID, key) in (0,1), for the key being ranked
 	score  float64 // weight / -ln(u), computed only when it is needed
 }
 
-type pick struct {
+// below reports that the candidate's score is certainly below theta,
+// without computing it: since -ln(u) >= 1-u, the score is at most
+// weight/(1-u). That bound already exceeds the score by a factor of about
+// 1+(1-u)/2; the relative margin of 1e-9 also covers the few ulps by which
+// the computed score can exceed the exact one when u is within 2^-50 of 1, so
+// a candidate found below never has a computed score >= theta.
+func (c *rankCand) below(theta float64) bool {
+	return c.weight*(1+1e-9) < theta*(1-c.u)
+}
+
+type rankPick struct {
 	i          int32
 	host, zone string
 }
@@ -227,12 +239,12 @@ func newRanker(members []Member, k int) *ranker {
 	n := len(members)
 	r := &ranker{
 		members:   members,
-		cands:     make([]candidate, n),
+		cands:     make([]rankCand, n),
 		zones:     distinctZones(members, k),
 		prefixLen: min(n, 8+4*k),
 		order:     make([]int32, 0, n),
-		seen:      make([]pick, 0, 2*k+4),
-		picked:    make([]pick, 0, k),
+		seen:      make([]rankPick, 0, 2*k+4),
+		picked:    make([]rankPick, 0, k),
 	}
 	for i := range members {
 		m := &members[i]
@@ -242,7 +254,7 @@ func newRanker(members []Member, k int) *ranker {
 		if m.Slots > 0 {
 			w = float64(m.Slots)
 		}
-		r.cands[i] = candidate{prefix: h, weight: w}
+		r.cands[i] = rankCand{prefix: h, weight: w}
 	}
 	return r
 }
@@ -286,7 +298,7 @@ func distinctZones(ms []Member, limit int) int {
 
 // rank returns the indexes (with hosts and zones) of up to k members for key,
 // in selection order. The result is scratch space, valid until the next call.
-func (r *ranker) rank(key []byte, k int) []pick {
+func (r *ranker) rank(key []byte, k int) []rankPick {
 	for i := range r.cands {
 		c := &r.cands[i]
 		c.u = unitOpen(mix64(fnvBytes(c.prefix, key)))
@@ -298,7 +310,7 @@ func (r *ranker) rank(key []byte, k int) []pick {
 		}
 		r.longer++
 		if 4*n >= len(r.cands) {
-			break // ranking half of them is no cheaper than ranking all lazily
+			break // a prefix of half of them is no cheaper than the lazy heap
 		}
 	}
 	r.fullRuns++
@@ -307,12 +319,10 @@ func (r *ranker) rank(key []byte, k int) []pick {
 	return r.picked
 }
 
-// rankPrefix puts the n top-ranked members, in rank order, in r.order. It keeps the best members seen so far in a heap whose root is the
-// worst of them, with score θ. Since -ln(u) >= 1-u, a member's score is at
-// most weight/(1-u); when even that is below θ the member cannot enter, and
-// its logarithm is never computed. The test keeps a relative margin of 1e-9,
-// far wider than the few ulps by which the computed score can exceed the
-// exact one, so skipping never changes the result.
+// rankPrefix puts the n top-ranked members, in rank order, in r.order. It
+// keeps the best members seen so far in a heap whose root is the worst of
+// them; a member whose score is certainly below that one's cannot enter, and
+// its logarithm is never computed.
 func (r *ranker) rankPrefix(n int) {
 	top := r.order[:n]
 	for i := range n {
@@ -324,7 +334,7 @@ func (r *ranker) rankPrefix(n int) {
 	}
 	for i := n; i < len(r.cands); i++ {
 		c := &r.cands[i]
-		if theta := r.cands[top[0]].score; c.weight*(1+1e-9) < theta*(1-c.u) {
+		if c.below(r.cands[top[0]].score) {
 			continue
 		}
 		c.score = c.weight / -portableLog(c.u)
@@ -422,7 +432,7 @@ func (r *ranker) pop() bool {
 		r.next++
 	}
 	m := &r.members[i]
-	r.seen = append(r.seen, pick{i: i, host: m.Host(), zone: m.Zone()})
+	r.seen = append(r.seen, rankPick{i: i, host: m.Host(), zone: m.Zone()})
 	return true
 }
 
@@ -479,9 +489,10 @@ func fnvBytes(h uint64, b []byte) uint64 {
 	return h
 }
 
-// mix64 is the splitmix64 finalizer. FNV's high bits depend weakly on the
-// last bytes hashed, and keys often differ only there (a bucket number, an
-// item index); the finalizer spreads every input bit over the output.
+// mix64 is the splitmix64 finalizer. FNV-1a mixes the last bytes hashed
+// poorly (one multiplication each), and keys often differ only there (a
+// bucket number, an item index); the finalizer spreads every input bit over
+// the output.
 func mix64(z uint64) uint64 {
 	z ^= z >> 30
 	z *= 0xbf58476d1ce4e5b9
@@ -500,13 +511,13 @@ func unitOpen(h uint64) float64 {
 }
 
 // portableLog is the natural logarithm of a normal x in (0,1), bit-for-bit
-// the same on every machine. math.Log is not: amd64 uses an assembly routine, and on
-// arm64, ppc64 and s390x the compiler may fuse x*y+z into one FMA, rounding
-// differently. Two nodes whose scores differ in the last bit could disagree
-// on a bucket's owners. This is the algorithm of the pure-Go math.Log (from
-// FreeBSD's e_log.c) with every product converted explicitly to float64,
-// which the Go spec says prevents fusion; the only operations left are
-// correctly rounded IEEE ones.
+// the same on every machine. math.Log is not: amd64 uses an assembly
+// routine, and on arm64, ppc64 and s390x the compiler may fuse x*y+z into one
+// FMA, rounding differently. Two nodes whose scores differ in the last bit
+// could disagree on a bucket's owners. This is the algorithm of the pure-Go
+// math.Log (from FreeBSD's e_log.c) with every product converted explicitly
+// to float64, which the Go spec says prevents fusion; the only operations
+// left are correctly rounded IEEE ones.
 func portableLog(x float64) float64 {
 	const (
 		ln2Hi = 6.93147180369123816490e-01 /* 3fe62e42 fee00000 */

@@ -29,10 +29,10 @@ func placementRand(t testing.TB) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 }
 
-// naiveRank is Rank's deliberately naive twin: the textbook FNV-1a from the
-// standard library, math.Log, a full sort and two greedy passes with maps. It
-// shares no code with Rank.
-func naiveRank(cands []Member, key []byte, k int) []Member {
+// naiveOrder is the full ranking, written the obvious way: the textbook
+// FNV-1a from the standard library, math.Log and a full sort. It shares no
+// code with Rank.
+func naiveOrder(cands []Member, key []byte) []Member {
 	type scored struct {
 		m     Member
 		score float64
@@ -62,24 +62,35 @@ func naiveRank(cands []Member, key []byte, k int) []Member {
 		}
 		return all[i].m.NodeID < all[j].m.NodeID
 	})
+	out := make([]Member, len(all))
+	for i, c := range all {
+		out[i] = c.m
+	}
+	return out
+}
+
+// naiveRank is Rank's deliberately naive twin: the naive full ranking, then
+// two greedy passes with maps.
+func naiveRank(cands []Member, key []byte, k int) []Member {
+	all := naiveOrder(cands, key)
 	var out []Member
 	hosts, zones := map[string]bool{}, map[string]bool{}
-	for _, c := range all {
-		if len(out) < k && !hosts[c.m.Host()] && !zones[c.m.Zone()] {
-			out = append(out, c.m)
-			hosts[c.m.Host()], zones[c.m.Zone()] = true, true
+	for _, m := range all {
+		if len(out) < k && !hosts[m.Host()] && !zones[m.Zone()] {
+			out = append(out, m)
+			hosts[m.Host()], zones[m.Zone()] = true, true
 		}
 	}
-	for _, c := range all {
-		if len(out) < k && !hosts[c.m.Host()] {
-			out = append(out, c.m)
-			hosts[c.m.Host()] = true
+	for _, m := range all {
+		if len(out) < k && !hosts[m.Host()] {
+			out = append(out, m)
+			hosts[m.Host()] = true
 		}
 	}
 	return out
 }
 
-func nodeIDs(ms []Member) []string {
+func rankedIDs(ms []Member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.NodeID
@@ -87,15 +98,15 @@ func nodeIDs(ms []Member) []string {
 	return out
 }
 
-func cloneMembers(ms []Member) []Member {
+func cloneCandidates(ms []Member) []Member {
 	return View{Members: ms}.Clone().Members
 }
 
-// randomMembers makes 1..maxN members with unique IDs, host labels that
+// randomCandidates makes 1..maxN members with unique IDs, host labels that
 // collide (some nodes unlabelled, i.e. their own host), zero to four zones
 // (some nodes unlabelled), zones either fixed per host or drawn per node, and
 // slots 0..16.
-func randomMembers(rng *rand.Rand, maxN int) []Member {
+func randomCandidates(rng *rand.Rand, maxN int) []Member {
 	n := 1 + rng.IntN(maxN)
 	hosts := 1 + rng.IntN(n)
 	zones := rng.IntN(5)
@@ -125,7 +136,7 @@ func randomMembers(rng *rand.Rand, maxN int) []Member {
 	return ms
 }
 
-func randomKey(rng *rand.Rand) []byte {
+func randomRankKey(rng *rand.Rand) []byte {
 	key := make([]byte, rng.IntN(41))
 	for i := range key {
 		key[i] = byte(rng.Uint32())
@@ -133,7 +144,7 @@ func randomKey(rng *rand.Rand) []byte {
 	return key
 }
 
-func distinct(ms []Member, f func(Member) string) int {
+func countDistinct(ms []Member, f func(Member) string) int {
 	set := map[string]bool{}
 	for _, m := range ms {
 		set[f(m)] = true
@@ -141,9 +152,9 @@ func distinct(ms []Member, f func(Member) string) int {
 	return len(set)
 }
 
-// hostsInOneZone reports whether every host lies in a single zone, the
+// hostsEachInOneZone reports whether every host lies in a single zone, the
 // normal case, where zone spreading can always be achieved.
-func hostsInOneZone(ms []Member) bool {
+func hostsEachInOneZone(ms []Member) bool {
 	zoneOf := map[string]string{}
 	for _, m := range ms {
 		if z, ok := zoneOf[m.Host()]; ok && z != m.Zone() {
@@ -154,9 +165,9 @@ func hostsInOneZone(ms []Member) bool {
 	return true
 }
 
-// checkRanked checks the properties every result of Rank must have,
+// checkRankProperties checks the properties every result of Rank must have,
 // independently of the twin.
-func checkRanked(cands []Member, k int, out []Member) error {
+func checkRankProperties(cands []Member, k int, out []Member) error {
 	byID := map[string]Member{}
 	for _, m := range cands {
 		byID[m.NodeID] = m
@@ -167,36 +178,37 @@ func checkRanked(cands []Member, k int, out []Member) error {
 			return fmt.Errorf("%s is not one of the candidates as given", m.NodeID)
 		}
 		if hosts[m.Host()] {
-			return fmt.Errorf("two picks on host %q: %v", m.Host(), nodeIDs(out))
+			return fmt.Errorf("two picks on host %q: %v", m.Host(), rankedIDs(out))
 		}
 		hosts[m.Host()] = true
 	}
-	if want := min(k, distinct(cands, Member.Host)); len(out) != want {
-		return fmt.Errorf("got %d members, want %d (k=%d): %v", len(out), want, k, nodeIDs(out))
+	if want := min(k, countDistinct(cands, Member.Host)); len(out) != want {
+		return fmt.Errorf("got %d members, want %d (k=%d): %v", len(out), want, k, rankedIDs(out))
 	}
-	if hostsInOneZone(cands) {
+	if hostsEachInOneZone(cands) {
 		// Every zone has a member on an unused host while the zone is unused,
 		// so the first pass reaches min(k, zones) zones, and does so first.
-		want := min(k, distinct(cands, Member.Zone))
-		if got := distinct(out[:want], Member.Zone); got != want {
-			return fmt.Errorf("first %d picks span %d zones: %v", want, got, nodeIDs(out))
+		want := min(k, countDistinct(cands, Member.Zone))
+		if got := countDistinct(out[:want], Member.Zone); got != want {
+			return fmt.Errorf("first %d picks span %d zones: %v", want, got, rankedIDs(out))
 		}
 	}
 	return nil
 }
 
 func TestRankMatchesNaiveTwin(t *testing.T) {
+	t.Parallel()
 	rng := placementRand(t)
 	var longer, full int
-	for trial := range 3000 {
-		cands := randomMembers(rng, 60)
-		key := randomKey(rng)
+	for trial := range 1000 {
+		cands := randomCandidates(rng, 60)
+		key := randomRankKey(rng)
 		k := 1 + rng.IntN(5)
 		if trial%10 == 0 {
 			k = len(cands) + rng.IntN(3) // everything, and more than there is
 		}
-		got := nodeIDs(Rank(cands, key, k))
-		want := nodeIDs(naiveRank(cands, key, k))
+		got := rankedIDs(Rank(cands, key, k))
+		want := rankedIDs(naiveRank(cands, key, k))
 		if !slices.Equal(got, want) {
 			t.Fatalf("trial %d, k=%d, key %x, candidates %v:\nRank  %v\ntwin  %v", trial, k, key, cands, got, want)
 		}
@@ -217,8 +229,10 @@ func TestRankMatchesNaiveTwin(t *testing.T) {
 // never scored exactly, and small zones or crowded hosts push walks past the
 // ranked prefix.
 func TestRankLargeMatchesNaiveTwin(t *testing.T) {
+	t.Parallel()
 	rng := placementRand(t)
-	for trial := range 40 {
+	var longer, full int
+	for trial := range 20 {
 		n := 100 + rng.IntN(900)
 		hosts := 1 + rng.IntN(n)
 		small := rng.IntN(n) // the first members form a zone of their own
@@ -234,41 +248,126 @@ func TestRankLargeMatchesNaiveTwin(t *testing.T) {
 			}
 		}
 		for range 10 {
-			key, k := randomKey(rng), 1+rng.IntN(5)
-			if got, want := nodeIDs(Rank(cands, key, k)), nodeIDs(naiveRank(cands, key, k)); !slices.Equal(got, want) {
+			key, k := randomRankKey(rng), 1+rng.IntN(5)
+			rk := newRanker(cands, k)
+			var got []string
+			for _, p := range rk.rank(key, k) {
+				got = append(got, cands[p.i].NodeID)
+			}
+			if want := rankedIDs(naiveRank(cands, key, k)); !slices.Equal(got, want) {
 				t.Fatalf("trial %d (n=%d, hosts %d), k=%d, key %x: Rank %v, twin %v", trial, n, hosts, k, key, got, want)
+			}
+			longer += rk.longer
+			full += rk.fullRuns
+		}
+	}
+	t.Logf("walks past the prefix: %d, full rankings: %d", longer, full)
+	if longer <= full {
+		t.Fatalf("walks past the prefix: %d, full rankings: %d: no walk was checked on a longer prefix", longer, full)
+	}
+}
+
+// TestRankPrefixIsExact checks the fast path's invariant directly: the
+// prefix it ranks is exactly the top of the full ranking, though it skips the
+// logarithm of most members.
+func TestRankPrefixIsExact(t *testing.T) {
+	t.Parallel()
+	rng := placementRand(t)
+	for trial := range 200 {
+		cands := randomCandidates(rng, 300)
+		key := randomRankKey(rng)
+		rk := newRanker(cands, 3)
+		for i := range rk.cands {
+			rk.cands[i].u = unitOpen(mix64(fnvBytes(rk.cands[i].prefix, key)))
+		}
+		n := 1 + rng.IntN(min(len(cands), 40))
+		rk.rankPrefix(n)
+		var got []string
+		for _, i := range rk.order {
+			got = append(got, cands[i].NodeID)
+		}
+		if want := rankedIDs(naiveOrder(cands, key)[:n]); !slices.Equal(got, want) {
+			t.Fatalf("trial %d (%d members), key %x: top %d ranked %v, want %v", trial, len(cands), key, n, got, want)
+		}
+	}
+}
+
+// TestRankSkipIsSafe checks the premise of the fast path: a member is never
+// found below a score it reaches, least of all near u = 1 where the bound
+// weight/(1-u) is tightest; and the bound is not vacuous.
+func TestRankSkipIsSafe(t *testing.T) {
+	rng := placementRand(t)
+	for i := range 200000 {
+		u := unitOpen(rng.Uint64())
+		if i%2 == 0 {
+			u = 1 - float64(1+rng.IntN(1<<20))*0x1p-53 // within 2^-33 of 1
+		}
+		c := rankCand{weight: float64(1 + rng.IntN(64)), u: u}
+		score := c.weight / -portableLog(u)
+		if c.below(score) {
+			t.Fatalf("weight %v, u %v: found below its own score %v", c.weight, u, score)
+		}
+		// For u > 1/2, -ln(u) < 2(1-u): twice the score is beyond the bound.
+		if u > 0.5 && !c.below(2*score) {
+			t.Fatalf("weight %v, u %v: not found below twice its score %v", c.weight, u, score)
+		}
+	}
+	// The largest u of all, where bound and score differ least.
+	for j := 1; j <= 4096; j += 2 {
+		for _, w := range []float64{1, 3, 7, 16, 1000, 1 << 30} {
+			c := rankCand{weight: w, u: 1 - float64(j)*0x1p-53}
+			if score := w / -portableLog(c.u); c.below(score) {
+				t.Fatalf("weight %v, u = 1-%d*2^-53: found below its own score %v", w, j, score)
 			}
 		}
 	}
 }
 
+// Equal scores are as good as impossible with 52-bit hashes, so the tie-break
+// is checked on the comparison itself.
+func TestRankTiesByNodeID(t *testing.T) {
+	rk := newRanker([]Member{{NodeID: "b"}, {NodeID: "a"}, {NodeID: "c"}}, 3)
+	for i := range rk.cands {
+		rk.cands[i].score = 1.5
+	}
+	if !rk.before(1, 0) || rk.before(0, 1) || !rk.before(0, 2) || rk.before(2, 1) {
+		t.Fatalf("equal scores are not ordered by node ID")
+	}
+	rk.cands[2].score = 2
+	if !rk.before(2, 1) {
+		t.Fatalf("a higher score does not rank first")
+	}
+}
+
 func TestRankAntiAffinity(t *testing.T) {
+	t.Parallel()
 	rng := placementRand(t)
 	spread := 0
-	for trial := range 3000 {
-		cands := randomMembers(rng, 60)
-		before := cloneMembers(cands)
+	for trial := range 1000 {
+		cands := randomCandidates(rng, 60)
+		before := cloneCandidates(cands)
 		k := 1 + rng.IntN(5)
-		out := Rank(cands, randomKey(rng), k)
-		if err := checkRanked(cands, k, out); err != nil {
+		out := Rank(cands, randomRankKey(rng), k)
+		if err := checkRankProperties(cands, k, out); err != nil {
 			t.Fatalf("trial %d: %v\ncandidates %v", trial, err, cands)
 		}
 		if !reflect.DeepEqual(before, cands) {
 			t.Fatalf("trial %d: Rank modified its candidates", trial)
 		}
-		if hostsInOneZone(cands) && distinct(cands, Member.Zone) >= k {
+		if hostsEachInOneZone(cands) && countDistinct(cands, Member.Zone) >= k {
 			spread++
 		}
 	}
-	if spread < 300 {
+	t.Logf("%d trials could spread over k zones", spread)
+	if spread < 100 {
 		t.Fatalf("only %d trials could spread over k zones: the generator no longer exercises zones", spread)
 	}
 }
 
 func TestRankExhaustiveSmall(t *testing.T) {
+	t.Parallel()
 	hosts := []string{"h0", "h1", "h2"}
 	zones := []string{"", "z0", "z1"}
-	keys := [][]byte{[]byte("k"), []byte("item-17")}
 	views := 0
 	for n := 1; n <= 4; n++ {
 		total := 1
@@ -289,14 +388,13 @@ func TestRankExhaustiveSmall(t *testing.T) {
 			}
 			views++
 			for k := 1; k <= 4; k++ {
-				for _, key := range keys {
-					out := Rank(cands, key, k)
-					if err := checkRanked(cands, k, out); err != nil {
-						t.Fatalf("%v, k=%d, key %q: %v", cands, k, key, err)
-					}
-					if got, want := nodeIDs(out), nodeIDs(naiveRank(cands, key, k)); !slices.Equal(got, want) {
-						t.Fatalf("%v, k=%d, key %q: Rank %v, twin %v", cands, k, key, got, want)
-					}
+				key := fmt.Appendf(nil, "item-%d", code%7)
+				out := Rank(cands, key, k)
+				if err := checkRankProperties(cands, k, out); err != nil {
+					t.Fatalf("%v, k=%d, key %q: %v", cands, k, key, err)
+				}
+				if got, want := rankedIDs(out), rankedIDs(naiveRank(cands, key, k)); !slices.Equal(got, want) {
+					t.Fatalf("%v, k=%d, key %q: Rank %v, twin %v", cands, k, key, got, want)
 				}
 			}
 		}
@@ -307,21 +405,22 @@ func TestRankExhaustiveSmall(t *testing.T) {
 }
 
 func TestRankIgnoresCandidateOrder(t *testing.T) {
+	t.Parallel()
 	rng := placementRand(t)
-	for trial := range 1000 {
-		cands := randomMembers(rng, 60)
-		key := randomKey(rng)
+	for trial := range 500 {
+		cands := randomCandidates(rng, 60)
+		key := randomRankKey(rng)
 		k := 1 + rng.IntN(5)
-		want := nodeIDs(Rank(cands, key, k))
+		want := rankedIDs(Rank(cands, key, k))
 		shuffled := slices.Clone(cands)
 		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		if got := nodeIDs(Rank(shuffled, key, k)); !slices.Equal(got, want) {
+		if got := rankedIDs(Rank(shuffled, key, k)); !slices.Equal(got, want) {
 			t.Fatalf("trial %d: %v in one order, %v in another", trial, want, got)
 		}
 		if trial%100 == 0 {
 			v := View{Members: cands}
 			w := View{Members: shuffled}
-			if got, want := w.Ownership(3), v.Ownership(3); !ownershipEqual(got, want) {
+			if got, want := w.Ownership(3), v.Ownership(3); !sameOwnership(got, want) {
 				t.Fatalf("trial %d: ownership depends on member order: moved %v", trial, got.Moved(want))
 			}
 		}
@@ -339,14 +438,14 @@ func TestRankEdgeCases(t *testing.T) {
 		t.Errorf("no candidates: got %v", out)
 	}
 	if out := Rank(ms, nil, 5); len(out) != 2 {
-		t.Errorf("k above the candidates: got %v", nodeIDs(out))
+		t.Errorf("k above the candidates: got %v", rankedIDs(out))
 	}
 	// Slots <= 0 weigh 1: the same ranking as explicit ones, for every key.
 	zero := []Member{{NodeID: "a", Slots: 0}, {NodeID: "b", Slots: -3}, {NodeID: "c", Slots: 1}}
 	ones := []Member{{NodeID: "a", Slots: 1}, {NodeID: "b", Slots: 1}, {NodeID: "c", Slots: 1}}
 	for i := range 1000 {
 		key := binary.BigEndian.AppendUint32(nil, uint32(i))
-		if a, b := nodeIDs(Rank(zero, key, 3)), nodeIDs(Rank(ones, key, 3)); !slices.Equal(a, b) {
+		if a, b := rankedIDs(Rank(zero, key, 3)), rankedIDs(Rank(ones, key, 3)); !slices.Equal(a, b) {
 			t.Fatalf("key %x: slots<=0 rank %v, slots 1 rank %v", key, a, b)
 		}
 	}
@@ -361,12 +460,12 @@ func TestPlacementGolden(t *testing.T) {
 			t.Errorf("BucketOf(%q) = %d, want %d", key, got, want)
 		}
 	}
-	v := goldenView()
+	v := placementGoldenView()
 	for key, want := range map[string][]string{
 		"job-1":   {"g08", "g03", "g10"},
 		"item-42": {"g00", "g10", "g05"},
 	} {
-		if got := nodeIDs(Rank(v.Live(), []byte(key), 3)); !slices.Equal(got, want) {
+		if got := rankedIDs(Rank(v.Live(), []byte(key), 3)); !slices.Equal(got, want) {
 			t.Errorf("Rank(%q) = %q, want %q", key, got, want)
 		}
 	}
@@ -375,7 +474,7 @@ func TestPlacementGolden(t *testing.T) {
 	}
 }
 
-func goldenView() View {
+func placementGoldenView() View {
 	v := View{Epoch: 7}
 	for i := range 12 {
 		v.Members = append(v.Members, Member{
@@ -426,6 +525,7 @@ func TestPlacementPortableLog(t *testing.T) {
 }
 
 func TestBucketOfRangeAndSpread(t *testing.T) {
+	t.Parallel()
 	const keys = 100000
 	var counts [NumBuckets]int
 	for i := range keys {
@@ -452,7 +552,7 @@ func TestBucketOfRangeAndSpread(t *testing.T) {
 	}
 }
 
-func equalMembers(prefix string, n, slots int) View {
+func equalCapacityView(prefix string, n, slots int) View {
 	v := View{Epoch: 1}
 	for i := range n {
 		v.Members = append(v.Members, Member{NodeID: fmt.Sprintf("%s%02d", prefix, i), Slots: slots, State: Alive})
@@ -460,7 +560,7 @@ func equalMembers(prefix string, n, slots int) View {
 	return v
 }
 
-func spreadOf(counts map[string]int, n int, total int) (lo, hi float64) {
+func shareSpread(counts map[string]int, n int, total int) (lo, hi float64) {
 	mean := float64(total) / float64(n)
 	lo = math.Inf(1)
 	if len(counts) < n {
@@ -475,7 +575,7 @@ func spreadOf(counts map[string]int, n int, total int) (lo, hi float64) {
 func TestOwnershipBalance(t *testing.T) {
 	const n = 50
 	for _, prefix := range []string{"node-", "n", "worker-eu-", "x"} {
-		v := equalMembers(prefix, n, 8)
+		v := equalCapacityView(prefix, n, 8)
 		o := v.Ownership(DefaultReplicas)
 		replicas, primaries := map[string]int{}, map[string]int{}
 		for b := range NumBuckets {
@@ -487,8 +587,8 @@ func TestOwnershipBalance(t *testing.T) {
 				replicas[id]++
 			}
 		}
-		rlo, rhi := spreadOf(replicas, n, NumBuckets*DefaultReplicas)
-		plo, phi := spreadOf(primaries, n, NumBuckets)
+		rlo, rhi := shareSpread(replicas, n, NumBuckets*DefaultReplicas)
+		plo, phi := shareSpread(primaries, n, NumBuckets)
 		t.Logf("%q: replicas min/mean %.2f max/mean %.2f; primaries min/mean %.2f max/mean %.2f", prefix, rlo, rhi, plo, phi)
 		// Replicas per node: mean 61.4, sd about 7.6; primaries: mean 20.5, sd about 4.4.
 		if rhi > 1.5 || rlo < 0.5 {
@@ -501,15 +601,19 @@ func TestOwnershipBalance(t *testing.T) {
 }
 
 func TestRankBalanceOverKeys(t *testing.T) {
+	t.Parallel()
 	const n, keys = 50, 100000
-	live := equalMembers("node-", n, 8).Live()
+	live := equalCapacityView("node-", n, 8).Live()
 	counts := map[string]int{}
+	// The ranker behind Rank, reused from key to key as Ownership does, to
+	// keep the test fast; Rank itself is held to the naive twin above.
+	rk := newRanker(live, 1)
 	var key [8]byte
 	for i := range keys {
 		binary.BigEndian.PutUint64(key[:], uint64(i))
-		counts[Rank(live, key[:], 1)[0].NodeID]++
+		counts[live[rk.rank(key[:], 1)[0].i].NodeID]++
 	}
-	lo, hi := spreadOf(counts, n, keys)
+	lo, hi := shareSpread(counts, n, keys)
 	t.Logf("%d keys over %d nodes: min/mean %.3f max/mean %.3f", keys, n, lo, hi)
 	// 2000 keys per node, sd about 44: 1.1 is more than four sd away.
 	if hi > 1.1 || lo < 0.9 {
@@ -518,15 +622,21 @@ func TestRankBalanceOverKeys(t *testing.T) {
 }
 
 func TestRankWeighted(t *testing.T) {
-	const keys = 60000
-	live := equalMembers("node-", 20, 4).Live()
+	t.Parallel()
+	const keys = 30000
+	live := equalCapacityView("node-", 10, 4).Live()
 	live = append(live, Member{NodeID: "big", Slots: 8, State: Alive})
 	counts := map[string]int{}
+	rk := newRanker(live, 1) // as in TestRankBalanceOverKeys
+	var key [8]byte
 	for i := range keys {
-		counts[Rank(live, fmt.Appendf(nil, "item-%d", i), 1)[0].NodeID]++
+		binary.BigEndian.PutUint64(key[:], uint64(i))
+		counts[live[rk.rank(key[:], 1)[0].i].NodeID]++
 	}
-	others := float64(keys-counts["big"]) / 20
+	others := float64(keys-counts["big"]) / 10
 	ratio := float64(counts["big"]) / others
+	// Expected exactly 2 (weighted rendezvous is proportional); the standard
+	// deviation of the ratio is about 0.03.
 	t.Logf("double slots: %d keys against %.0f per single node: ratio %.3f", counts["big"], others, ratio)
 	if ratio < 1.7 || ratio > 2.3 {
 		t.Errorf("a node with double slots gets %.2f times a single node's share, want about 2", ratio)
@@ -534,12 +644,13 @@ func TestRankWeighted(t *testing.T) {
 }
 
 func TestOwnershipMovementDistinctHosts(t *testing.T) {
+	t.Parallel()
 	rng := placementRand(t)
 	const r = DefaultReplicas
 	worst := 0.0
-	for trial := range 40 {
+	for trial := range 12 {
 		n := 5 + rng.IntN(56)
-		v := equalMembers(fmt.Sprintf("t%d-", trial), n, 4)
+		v := equalCapacityView(fmt.Sprintf("t%d-", trial), n, 4)
 		before := v.Ownership(r)
 
 		// Join: a newcomer takes the buckets it now wins and nothing else moves.
@@ -551,7 +662,7 @@ func TestOwnershipMovementDistinctHosts(t *testing.T) {
 			t.Fatalf("trial %d (n=%d): join moved %d buckets, the newcomer owns %d", trial, n, len(moved), len(got))
 		}
 		for _, b := range moved {
-			if in, out := setDiff(after[b], before[b]), setDiff(before[b], after[b]); len(in) != 1 || len(out) != 1 {
+			if in, out := ownersNotIn(after[b], before[b]), ownersNotIn(before[b], after[b]); len(in) != 1 || len(out) != 1 {
 				t.Fatalf("trial %d: bucket %d went from %v to %v", trial, b, before[b], after[b])
 			}
 		}
@@ -575,15 +686,17 @@ func TestOwnershipMovementDistinctHosts(t *testing.T) {
 			}
 		}
 		afterLeave := left.Ownership(r)
-		if w := without.Ownership(r); !ownershipEqual(afterLeave, w) {
-			t.Fatalf("trial %d: a dead member still shapes the table: moved %v", trial, afterLeave.Moved(w))
+		if trial%3 == 0 {
+			if w := without.Ownership(r); !sameOwnership(afterLeave, w) {
+				t.Fatalf("trial %d: a dead member still shapes the table: moved %v", trial, afterLeave.Moved(w))
+			}
 		}
 		moved = before.Moved(afterLeave)
 		if got := before.BucketsOf(gone); !slices.Equal(moved, got) {
 			t.Fatalf("trial %d (n=%d): leave moved %d buckets, the leaver owned %d", trial, n, len(moved), len(got))
 		}
 		for _, b := range moved {
-			if in, out := setDiff(afterLeave[b], before[b]), setDiff(before[b], afterLeave[b]); len(out) != 1 || out[0] != gone || len(in) != min(1, n-r) {
+			if in, out := ownersNotIn(afterLeave[b], before[b]), ownersNotIn(before[b], afterLeave[b]); len(out) != 1 || out[0] != gone || len(in) != min(1, n-r) {
 				t.Fatalf("trial %d: bucket %d went from %v to %v", trial, b, before[b], afterLeave[b])
 			}
 		}
@@ -591,7 +704,7 @@ func TestOwnershipMovementDistinctHosts(t *testing.T) {
 	t.Logf("worst join movement: %.2f times the expected R/N", worst)
 }
 
-func ownershipEqual(a, b *Ownership) bool {
+func sameOwnership(a, b *Ownership) bool {
 	for i := range NumBuckets {
 		if !slices.Equal(a[i], b[i]) {
 			return false
@@ -600,8 +713,8 @@ func ownershipEqual(a, b *Ownership) bool {
 	return true
 }
 
-// setDiff returns the IDs of a that are not in b.
-func setDiff(a, b []string) []string {
+// ownersNotIn returns the IDs of a that are not in b.
+func ownersNotIn(a, b []string) []string {
 	var out []string
 	for _, x := range a {
 		if !slices.Contains(b, x) {
@@ -614,18 +727,22 @@ func setDiff(a, b []string) []string {
 // TestOwnershipMovementWithLabels: with shared hosts, zones and unequal slots,
 // a join still moves exactly the newcomer's buckets and a leave exactly the
 // leaver's; what anti-affinity changes is how many. A newcomer that lands in
-// a zone or host with little capacity wins that zone's place in many buckets,
-// far more than R/N. Measured with this generator (3 zones of 2..7 hosts,
-// 1..3 nodes per host, slots 1..16, the newcomer on an existing or a new
-// host) over 20,000 joins: moved/(R/N buckets) averages 1.01, median move
-// 0.107 of the table, 99th percentile 0.40, worst 4.8 times R/N (0.81 of the
-// table). Asserted: no join above 8 times R/N, and over all joins of a run
-// at most 1.5 times the R/N total.
+// a zone or on a host with little capacity wins that zone's place in many
+// buckets, far more than R/N.
+//
+// Measured with this generator (3 zones of 2..7 hosts, 1..3 nodes per host,
+// slots 1..16, the newcomer on an existing or a new host) over 32,000 joins:
+// moved buckets average 1.01 times R/N; a join moves a median 0.107 of the
+// table, 0.40 at the 99th percentile, at worst 0.82 (4.8 times R/N).
+// Resampled in runs of 16 joins, the total moved is at most 1.60 times the
+// R/N total at the 99.99th percentile. Asserted: no join above 8 times R/N,
+// and a run's total at most 2 times the R/N total.
 func TestOwnershipMovementWithLabels(t *testing.T) {
+	t.Parallel()
 	rng := placementRand(t)
 	const r = DefaultReplicas
 	var moves, expected, worst float64
-	for trial := range 40 {
+	for trial := range 16 {
 		var v View
 		hostsPerZone := 2 + rng.IntN(5)
 		host := 0
@@ -674,15 +791,16 @@ func TestOwnershipMovementWithLabels(t *testing.T) {
 		}
 	}
 	t.Logf("joins moved %.2f times the R/N total; worst join %.2f times R/N", moves/expected, worst)
-	if moves > 1.5*expected {
+	if moves > 2*expected {
 		t.Errorf("joins moved %.2f times the R/N total", moves/expected)
 	}
 }
 
 func TestOwnersMatchesOwnership(t *testing.T) {
+	t.Parallel()
 	rng := placementRand(t)
-	for trial := range 6 {
-		v := View{Members: randomMembers(rng, 40)}
+	for trial := range 3 {
+		v := View{Members: randomCandidates(rng, 40)}
 		for i := range v.Members {
 			switch rng.IntN(6) {
 			case 0:
@@ -704,7 +822,7 @@ func TestOwnersMatchesOwnership(t *testing.T) {
 		for _, r := range []int{0, 1, 3, 5} {
 			o := v.Ownership(r)
 			for b := range NumBuckets {
-				want := nodeIDs(v.Owners(b, r))
+				want := rankedIDs(v.Owners(b, r))
 				if !slices.Equal(o[b], want) {
 					t.Fatalf("trial %d, r=%d, bucket %d: table %v, Owners %v", trial, r, b, o[b], want)
 				}
@@ -717,7 +835,7 @@ func TestOwnersMatchesOwnership(t *testing.T) {
 					t.Fatalf("bucket %d: primary %q of %v", b, p, want)
 				}
 			}
-			if r == 0 && len(live) >= DefaultReplicas && distinct(v.Live(), Member.Host) >= DefaultReplicas && len(o[0]) != DefaultReplicas {
+			if r == 0 && len(live) >= DefaultReplicas && countDistinct(v.Live(), Member.Host) >= DefaultReplicas && len(o[0]) != DefaultReplicas {
 				t.Fatalf("r=0 gave %d owners, want DefaultReplicas", len(o[0]))
 			}
 			for _, m := range v.Members {
@@ -757,7 +875,7 @@ func TestOwnershipEmptyAndMoved(t *testing.T) {
 		t.Fatalf("against a nil table %d buckets moved, want all", len(got))
 	}
 	// A primary swap among the same owners is not a move.
-	two := equalMembers("p", 2, 1).Ownership(2)
+	two := equalCapacityView("p", 2, 1).Ownership(2)
 	swapped := *two
 	swapped[9] = []string{two[9][1], two[9][0]}
 	if d := two.Moved(&swapped); len(d) != 0 {
@@ -785,7 +903,7 @@ func TestOwnershipEmptyAndMoved(t *testing.T) {
 	}
 }
 
-func bigView(n int) View {
+func placementBenchView(n int) View {
 	v := View{Epoch: 1}
 	for i := range n {
 		v.Members = append(v.Members, Member{
@@ -797,7 +915,7 @@ func bigView(n int) View {
 }
 
 func BenchmarkOwnership(b *testing.B) {
-	v := bigView(1000)
+	v := placementBenchView(1000)
 	b.ReportAllocs()
 	for b.Loop() {
 		v.Ownership(DefaultReplicas)
@@ -805,7 +923,7 @@ func BenchmarkOwnership(b *testing.B) {
 }
 
 func BenchmarkRank(b *testing.B) {
-	live := bigView(1000).Live()
+	live := placementBenchView(1000).Live()
 	key := []byte("job-1/item-12345")
 	b.ReportAllocs()
 	for b.Loop() {
