@@ -3,6 +3,7 @@ package grid
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -121,16 +122,10 @@ func applyJoin(v View, m Member) (View, error) {
 	return out, nil
 }
 
+// sameMember compares what a join may change. maps.Equal, not a lookup per
+// key: {x:""} and {y:""} are different labels.
 func sameMember(a, b Member) bool {
-	if a.Addr != b.Addr || a.Slots != b.Slots || len(a.Labels) != len(b.Labels) {
-		return false
-	}
-	for k, v := range a.Labels {
-		if b.Labels[k] != v {
-			return false
-		}
-	}
-	return true
+	return a.Addr == b.Addr && a.Slots == b.Slots && maps.Equal(a.Labels, b.Labels)
 }
 
 func applyEnd(v View, m Member, to State) (View, error) {

@@ -103,13 +103,21 @@ func (inv *Inventory) Set(e Execution) {
 		e.Digest = e.Digest[:MaxExecutionDigest]
 	}
 	e.Digest = slices.Clone(e.Digest)
+	if e.State == ExecRemoved {
+		inv.Remove(e.ID, time.Now())
+		return
+	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	inv.setLocked(e, time.Time{})
 }
 
-// Remove drops an execution; peers learn of it through a tombstone.
+// Remove drops an execution; peers learn of it through a tombstone. The ID
+// is cut as Set cuts it, so that the caller's ID finds its entry.
 func (inv *Inventory) Remove(id string, now time.Time) {
+	if len(id) > MaxExecutionID {
+		id = id[:MaxExecutionID]
+	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	if old, ok := inv.mu.entries[id]; ok && old.State != ExecRemoved {

@@ -35,21 +35,29 @@ func splitmix(x uint64) uint64 {
 
 // ring returns the live members' IDs in ring order.
 func ring(v View) []string {
-	live := v.Live()
-	ids := make([]string, len(live))
-	for i, m := range live {
-		ids[i] = m.NodeID
+	type pos struct {
+		key uint64
+		id  string
 	}
-	slices.SortFunc(ids, func(a, b string) int {
-		ka, kb := ringKey(a), ringKey(b)
+	live := make([]pos, 0, len(v.Members))
+	for _, m := range v.Members {
+		if m.Live() {
+			live = append(live, pos{ringKey(m.NodeID), m.NodeID})
+		}
+	}
+	slices.SortFunc(live, func(a, b pos) int {
 		switch {
-		case ka < kb:
+		case a.key < b.key:
 			return -1
-		case ka > kb:
+		case a.key > b.key:
 			return 1
 		}
-		return strings.Compare(a, b)
+		return strings.Compare(a.id, b.id)
 	})
+	ids := make([]string, len(live))
+	for i, p := range live {
+		ids[i] = p.id
+	}
 	return ids
 }
 

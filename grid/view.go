@@ -107,34 +107,33 @@ func (v View) Monitors() []Member {
 func (v View) Digest() uint64 {
 	h := sha256.New()
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v.Epoch)
-	h.Write(b[:])
+	num := func(n uint64) {
+		binary.BigEndian.PutUint64(b[:], n)
+		h.Write(b[:])
+	}
+	str := func(s string) { // length-prefixed: no value can pose as two
+		num(uint64(len(s)))
+		h.Write([]byte(s))
+	}
+	num(v.Epoch)
+	num(uint64(len(v.Members)))
 	for _, m := range v.Members {
-		h.Write([]byte(m.NodeID))
-		h.Write([]byte{0})
-		binary.BigEndian.PutUint64(b[:], m.Incarnation)
-		h.Write(b[:])
-		h.Write([]byte(m.Addr))
-		h.Write([]byte{0, byte(m.State)})
+		str(m.NodeID)
+		num(m.Incarnation)
+		str(m.Addr)
+		num(uint64(m.State))
 		if m.Monitor {
-			h.Write([]byte{1})
+			num(1)
 		} else {
-			h.Write([]byte{0})
+			num(0)
 		}
-		binary.BigEndian.PutUint64(b[:], uint64(m.Slots))
-		h.Write(b[:])
-		keys := make([]string, 0, len(m.Labels))
-		for k := range m.Labels {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
+		num(uint64(m.Slots))
+		keys := slices.Sorted(stdmaps.Keys(m.Labels))
+		num(uint64(len(keys)))
 		for _, k := range keys {
-			h.Write([]byte(k))
-			h.Write([]byte{'='})
-			h.Write([]byte(m.Labels[k]))
-			h.Write([]byte{0})
+			str(k)
+			str(m.Labels[k])
 		}
-		h.Write([]byte{0xff})
 	}
 	return binary.BigEndian.Uint64(h.Sum(nil))
 }
