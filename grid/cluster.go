@@ -144,7 +144,46 @@ type Cluster struct {
 		rng        *rand.Rand
 		lastTick   time.Time
 		undead     int // times this node learnt it had been declared dead
+		derived    viewDerived
 	}
+}
+
+// viewDerived is what heartbeats need of the view every round, computed on
+// first use after each change: the view changes rarely, and in a large
+// cluster its digest and ring cost far more than a heartbeat.
+type viewDerived struct {
+	digestOK  bool
+	digest    uint64
+	topoOK    bool
+	targets   []string // read-only: shared by every round until the view changes
+	observers []string
+	live      []string
+}
+
+func (c *Cluster) digestLocked() uint64 {
+	d := &c.mu.derived
+	if !d.digestOK {
+		d.digest, d.digestOK = c.mu.view.Digest(), true
+	}
+	return d.digest
+}
+
+// topologyLocked returns this node's targets and observers in the current
+// view, and the live members' IDs. The slices must not be modified.
+func (c *Cluster) topologyLocked() (targets, observers, live []string) {
+	d := &c.mu.derived
+	if !d.topoOK {
+		v, self := c.mu.view, c.mu.self.NodeID
+		d.targets, d.observers = Targets(v, self), Observers(v, self)
+		d.live = d.live[:0]
+		for _, m := range v.Members {
+			if m.Live() {
+				d.live = append(d.live, m.NodeID)
+			}
+		}
+		d.topoOK = true
+	}
+	return d.targets, d.observers, d.live
 }
 
 // peer is what this node knows about another member from its heartbeats.
@@ -242,6 +281,7 @@ func (c *Cluster) Close() error {
 	c.cancel()
 	c.mon.stop(false)
 	c.wg.Wait()
+	c.mon.stop(false) // one a goroutine may have started meanwhile
 	c.pool.close()
 	c.metric.close()
 	return nil
@@ -393,6 +433,7 @@ func (c *Cluster) setViewLocked(v View, changes []Change) {
 	}
 	old := c.mu.view
 	c.mu.view = v.Clone()
+	c.mu.derived = viewDerived{}
 	if changes == nil || (len(changes) > 0 && changes[0].Epoch != old.Epoch+1) {
 		c.mu.changes = nil
 	}
@@ -447,10 +488,28 @@ func (c *Cluster) setViewLocked(v View, changes []Change) {
 			c.log.Info("joined", "epoch", v.Epoch, "incarnation", me.Incarnation, "members", len(v.Live()))
 		}
 		c.mu.joined = true
+		if me.Monitor && !c.mu.leaving && c.mon.raft() == nil {
+			// A monitor that rejoined (a restart without its consensus
+			// state, or a replacement machine on a new address) keeps its
+			// vote: run the peer, which the leader (following the address)
+			// brings up to date.
+			c.wg.Go(c.startMonitor)
+		}
 	case me.State == Left && c.mu.leaving:
 		c.mu.joined, c.mu.left = false, true
 	default: // declared dead (or recorded as left without asking)
 		c.undeadLocked()
+	}
+}
+
+// startMonitor starts the consensus peer of a node the view names as a
+// monitor, unless the node is shutting down.
+func (c *Cluster) startMonitor() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	if err := c.mon.start(false); err != nil {
+		c.log.Error("cannot start the consensus peer of this monitor", "err", err)
 	}
 }
 

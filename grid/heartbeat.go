@@ -70,7 +70,7 @@ func (c *Cluster) tick(now time.Time) (out []outgoing, dead []Member) {
 	// peers whose inventory we follow or who follow ours, and a few random
 	// members so that epochs and leases spread in a few rounds in a large
 	// cluster.
-	targets := Targets(v, self.NodeID)
+	targets, observers, live := c.topologyLocked()
 	watched := make(map[string]bool, len(targets))
 	for _, id := range targets {
 		watched[id] = true
@@ -78,7 +78,7 @@ func (c *Cluster) tick(now time.Time) (out []outgoing, dead []Member) {
 	// Heartbeats go to our observers (who judge us) and our targets (so a
 	// target whose view lags still hears from us and catches up).
 	send := slices.Clone(targets)
-	for _, id := range Observers(v, self.NodeID) {
+	for _, id := range observers {
 		if !watched[id] {
 			send = append(send, id)
 		}
@@ -88,11 +88,11 @@ func (c *Cluster) tick(now time.Time) (out []outgoing, dead []Member) {
 			send = append(send, id)
 		}
 	}
-	if live := v.Live(); len(live) > FullMeshLimit {
+	if len(live) > FullMeshLimit {
 		for range gossipFanout {
-			m := live[c.mu.rng.IntN(len(live))]
-			if m.NodeID != self.NodeID && !slices.Contains(send, m.NodeID) {
-				send = append(send, m.NodeID)
+			id := live[c.mu.rng.IntN(len(live))]
+			if id != self.NodeID && !slices.Contains(send, id) {
+				send = append(send, id)
 			}
 		}
 	}
@@ -145,7 +145,7 @@ func (c *Cluster) tick(now time.Time) (out []outgoing, dead []Member) {
 		leaseAge = now.Sub(c.mu.leaseSince).Milliseconds()
 	}
 	invVersion, invDigest := c.inv.Version()
-	digest := v.Digest()
+	digest := c.digestLocked()
 	for _, id := range send {
 		p := c.peerLocked(id)
 		if p.addr == "" {
@@ -328,7 +328,7 @@ func (c *Cluster) onDatagram(conn transport.Conn, b []byte) {
 			c.mu.leader = hb.Leader
 		}
 	}
-	if hb.Epoch > v.Epoch || (hb.Epoch == v.Epoch && hb.Digest != v.Digest()) {
+	if hb.Epoch > v.Epoch || (hb.Epoch == v.Epoch && hb.Digest != c.digestLocked()) {
 		addr := p.addr
 		if addr == "" {
 			addr = conn.RemoteAddr()

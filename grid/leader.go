@@ -182,8 +182,13 @@ func (c *Cluster) report(dead []Member) {
 		return
 	}
 	for _, addr := range c.contactAddrs() {
+		// A report counts for reportTTL at the leader: one stuck on a
+		// leader that is cut off (or paused) must not hold back the next
+		// contact, which may lead already.
+		ctx, cancel := context.WithTimeout(c.ctx, reportTTL/2)
 		var resp reportResponse
-		err := c.pool.call(c.ctx, addr, methodReport, req, &resp)
+		err := c.pool.call(ctx, addr, methodReport, req, &resp)
+		cancel()
 		if err == nil {
 			if resp.Leader != "" {
 				c.mu.Lock()
@@ -381,6 +386,12 @@ func (c *Cluster) handleReport(ctx context.Context, call *transport.ServerCall) 
 	return call.Send(reportResponse{Leader: c.cfg.Self.NodeID})
 }
 
+// maxSyncChanges is the longest delta a view sync answers with; a node
+// further behind gets the whole view. Replaying a change costs a copy of
+// the view, so a long delta (a node that missed a burst of joins while a
+// large cluster forms) costs more than decoding the view once.
+const maxSyncChanges = 16
+
 func (c *Cluster) handleView(ctx context.Context, call *transport.ServerCall) error {
 	var req viewRequest
 	if err := call.Recv(&req); err != nil {
@@ -389,7 +400,7 @@ func (c *Cluster) handleView(ctx context.Context, call *transport.ServerCall) er
 	c.mu.Lock()
 	resp := viewResponse{Leader: c.mu.leader}
 	v := c.mu.view
-	if req.Since > 0 && req.Since < v.Epoch && len(c.mu.changes) > 0 && c.mu.changes[0].Epoch <= req.Since+1 {
+	if req.Since > 0 && req.Since < v.Epoch && v.Epoch-req.Since <= maxSyncChanges && len(c.mu.changes) > 0 && c.mu.changes[0].Epoch <= req.Since+1 {
 		for _, ch := range c.mu.changes {
 			if ch.Epoch > req.Since {
 				resp.Changes = append(resp.Changes, ch)
