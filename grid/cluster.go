@@ -279,9 +279,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 // others it looks like a crash. Use Leave first for a controlled exit.
 func (c *Cluster) Close() error {
 	c.cancel()
-	c.mon.stop(false)
+	c.mon.close() // no goroutine or handler can start it again
 	c.wg.Wait()
-	c.mon.stop(false) // one a goroutine may have started meanwhile
 	c.pool.close()
 	c.metric.close()
 	return nil

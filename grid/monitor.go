@@ -68,6 +68,7 @@ type monitor struct {
 		layer   *raftLayer
 		store   *raftStore
 		started time.Time
+		closed  bool // the node is shutting down: never start again
 	}
 }
 
@@ -87,6 +88,9 @@ func (m *monitor) hasState() bool {
 func (m *monitor) start(bootstrap bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.mu.closed {
+		return errPoolClosed
+	}
 	if m.mu.r != nil {
 		return nil
 	}
@@ -188,6 +192,14 @@ func (m *monitor) stop(forget bool) {
 		}
 	}
 	m.log.Info("monitor stopped", "forget", forget)
+}
+
+// close stops the peer for good: later start calls fail.
+func (m *monitor) close() {
+	m.mu.Lock()
+	m.mu.closed = true
+	m.mu.Unlock()
+	m.stop(false)
 }
 
 func (m *monitor) raft() *raft.Raft { return m.current.Load() }
