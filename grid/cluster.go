@@ -460,10 +460,14 @@ func (c *Cluster) setViewLocked(v View, changes []Change) {
 				delete(c.mu.peers, id)
 			}
 		case m.Incarnation > p.inc || m.Addr != p.addr:
-			if p.addr != "" && p.addr != m.Addr {
+			// A new incarnation is a new process, perhaps at the same
+			// address: the connection to the old one is dead weight.
+			if p.addr != "" {
 				c.pool.drop(p.addr)
 			}
 			p.addr, p.inc = m.Addr, m.Incarnation
+		case !m.Live() && p.inc == m.Incarnation && p.addr != "":
+			c.pool.drop(p.addr)
 		}
 	}
 	for id, r := range c.mu.reports {
@@ -615,16 +619,18 @@ func (c *Cluster) contactAddrs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
+	self := c.mu.self.NodeID
 	add := func(a string) {
 		if a != "" && a != c.mu.self.Addr && !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
-	if m, ok := c.mu.view.Member(c.mu.leader); ok && m.Live() {
+	// Skip ourselves by node ID too: a saved view may hold our old address.
+	if m, ok := c.mu.view.Member(c.mu.leader); ok && m.Live() && m.NodeID != self {
 		add(m.Addr)
 	}
 	for _, m := range c.mu.view.Monitors() {
-		if m.Live() {
+		if m.Live() && m.NodeID != self {
 			add(m.Addr)
 		}
 	}
@@ -632,7 +638,9 @@ func (c *Cluster) contactAddrs() []string {
 		add(a)
 	}
 	for _, m := range c.mu.view.Live() {
-		add(m.Addr)
+		if m.NodeID != self {
+			add(m.Addr)
+		}
 	}
 	return out
 }

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +32,7 @@ const (
 type QUIC struct {
 	creds  *Credentials
 	config *quic.Config
+	reset  *quic.StatelessResetKey
 
 	mu struct {
 		sync.Mutex
@@ -52,6 +55,7 @@ func NewQUIC(creds *Credentials, cfg QUICConfig) *QUIC {
 	}
 	return &QUIC{
 		creds: creds,
+		reset: resetKey(creds),
 		config: &quic.Config{
 			HandshakeIdleTimeout: cfg.HandshakeTimeout,
 			MaxIdleTimeout:       cfg.MaxIdleTimeout,
@@ -74,7 +78,7 @@ func (q *QUIC) Listen(addr string) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen on %s: %w", addr, err)
 	}
-	tr := &quic.Transport{Conn: udp}
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: q.reset}
 	l, err := tr.Listen(q.creds.serverTLS(), q.config.Clone())
 	if err != nil {
 		tr.Close()
@@ -88,6 +92,24 @@ func (q *QUIC) Listen(addr string) (Listener, error) {
 	}
 	q.mu.Unlock()
 	return ql, nil
+}
+
+// resetKey derives the stateless reset key from the endpoint's private
+// key, so that a node restarted on the same address (a new process that
+// knows none of the old connections) makes its peers drop their
+// connections to the old process at their next packet, instead of after the
+// idle timeout. Without a private key there is no key: resets are off.
+func resetKey(creds *Credentials) *quic.StatelessResetKey {
+	der, err := x509.MarshalPKCS8PrivateKey(creds.cert.PrivateKey)
+	if err != nil {
+		return nil
+	}
+	h := sha256.New()
+	h.Write([]byte("gridnode quic stateless reset\x00"))
+	h.Write(der)
+	var k quic.StatelessResetKey
+	copy(k[:], h.Sum(nil))
+	return &k
 }
 
 // listenerForDial returns the listener whose socket a dial shares, counted
