@@ -642,6 +642,23 @@ func (c *Cluster) contactAddrs() []string {
 			add(m.Addr)
 		}
 	}
+	// Members we find silent go last: when the leader itself died, every
+	// report would otherwise first wait out a call to it.
+	silent := map[string]bool{}
+	for _, p := range c.mu.peers {
+		if p.watched && p.verdict != VerdictAlive && p.addr != "" {
+			silent[p.addr] = true
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int {
+		switch {
+		case !silent[a] && silent[b]:
+			return -1
+		case silent[a] && !silent[b]:
+			return 1
+		}
+		return 0
+	})
 	return out
 }
 

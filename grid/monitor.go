@@ -21,9 +21,9 @@ import (
 // RaftConfig tunes the monitors' consensus. The zero value means defaults
 // for a LAN.
 type RaftConfig struct {
-	HeartbeatTimeout   time.Duration // default 400ms
-	ElectionTimeout    time.Duration // default 400ms
-	LeaderLeaseTimeout time.Duration // default 200ms
+	HeartbeatTimeout   time.Duration // default 300ms
+	ElectionTimeout    time.Duration // default 300ms
+	LeaderLeaseTimeout time.Duration // default 150ms
 	CommitTimeout      time.Duration // default 20ms
 	// InMemory keeps the log in memory: for simulations only, never for a
 	// real node (a restart would forget committed changes).
@@ -31,14 +31,17 @@ type RaftConfig struct {
 }
 
 func (c RaftConfig) withDefaults() RaftConfig {
+	// A monitors' leader that dies is replaced after 1-2 heartbeat
+	// timeouts plus an election; with the failure detector's ~0.7 s that
+	// decides how long its death takes to be agreed.
 	if c.HeartbeatTimeout <= 0 {
-		c.HeartbeatTimeout = 400 * time.Millisecond
+		c.HeartbeatTimeout = 300 * time.Millisecond
 	}
 	if c.ElectionTimeout <= 0 {
-		c.ElectionTimeout = 400 * time.Millisecond
+		c.ElectionTimeout = 300 * time.Millisecond
 	}
 	if c.LeaderLeaseTimeout <= 0 {
-		c.LeaderLeaseTimeout = 200 * time.Millisecond
+		c.LeaderLeaseTimeout = 150 * time.Millisecond
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 20 * time.Millisecond

@@ -17,6 +17,9 @@ package main
 //	GRIDNODE_SOAK_STOP_MS=S    in the soak, the throttled node is SIGSTOPped S ms
 //	                           of every 100 ms (default 50; 70 is the heavy one).
 //	GRIDNODE_SOAK_LOSS=P       in the soak, the loss on every link (default 0.10).
+//	GRIDNODE_SOAK_NODE=ID      in the soak, the node to throttle: a node ID, or
+//	                           "leader" for the monitors' leader (default: a
+//	                           random node).
 //
 // The full runs:
 //
@@ -585,6 +588,13 @@ func TestClusterSoak(t *testing.T) {
 	m := members(t, c, 1)
 	startEpoch := m.Epoch
 	throttled := 1 + rng.IntN(n)
+	switch which := os.Getenv("GRIDNODE_SOAK_NODE"); which {
+	case "":
+	case "leader":
+		throttled = index(m.Leader)
+	default:
+		throttled = index(which)
+	}
 	tid := c.Node(throttled).ID
 	t.Logf("%d minutes: loss %.2f on every link; %s (%s) stopped %d ms of every 100 ms; epoch %d",
 		minutes, loss, tid, roles(m, tid), stopMS, startEpoch)
