@@ -1,7 +1,6 @@
 package grid
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -57,43 +56,11 @@ func (s *sim) logger(name string) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// start starts node name, joining through the named nodes (none founds).
+// start starts node name on its own host, joining through the named nodes
+// (none founds).
 func (s *sim) start(name string, join ...string) *simNode {
 	s.t.Helper()
-	prev := s.nodes[name]
-	inc := uint64(1)
-	if prev != nil {
-		inc = prev.inc + 1
-	}
-	host := s.net.Host(name, transport.Peer{Role: transport.RoleNode, ID: name})
-	l, err := host.Listen(name + ":7000")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	srv := transport.NewServer(transport.ServerConfig{})
-	n := &simNode{name: name, inc: inc, srv: srv, l: l, served: make(chan struct{})}
-	var addrs []string
-	for _, j := range join {
-		addrs = append(addrs, j+":7000")
-	}
-	cfg := Config{
-		Self:    Member{NodeID: name, Incarnation: inc, Addr: l.Addr(), Slots: 4},
-		Join:    addrs,
-		Network: host, Server: srv, Logger: s.logger(name),
-		Raft: RaftConfig{InMemory: true},
-		Seed: uint64(len(s.nodes) + 1),
-	}
-	if s.mod != nil {
-		s.mod(&cfg)
-	}
-	c, err := Start(context.Background(), cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	n.c = c
-	go func() { defer close(n.served); srv.Serve(context.Background(), l) }()
-	s.nodes[name] = n
-	return n
+	return s.startAt(name, name, join...)
 }
 
 // stop stops a node abruptly: to the others it is silence.

@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -241,15 +242,7 @@ func (inv *Inventory) Full() (entries []Execution, version, digest uint64) {
 			entries = append(entries, e.Execution)
 		}
 	}
-	slices.SortFunc(entries, func(a, b Execution) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(entries, func(a, b Execution) int { return strings.Compare(a.ID, b.ID) })
 	return entries, inv.mu.version, inv.mu.digest
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -138,15 +139,7 @@ func (c *Cluster) deathsDue(now time.Time) []Member {
 		}
 		due = append(due, Member{NodeID: id, Incarnation: m.Incarnation})
 	}
-	slices.SortFunc(due, func(a, b Member) int {
-		switch {
-		case a.NodeID < b.NodeID:
-			return -1
-		case a.NodeID > b.NodeID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(due, func(a, b Member) int { return strings.Compare(a.NodeID, b.NodeID) })
 	return due
 }
 

@@ -64,28 +64,15 @@ func ring(v View) []string {
 // Targets returns the members node self watches (heartbeats and runs a
 // detector for), in node ID order. self need not be a live member (a node
 // that was declared dead still watches no one).
-func Targets(v View, self string) []string {
-	r := ring(v)
-	pos := slices.Index(r, self)
-	if pos < 0 {
-		return nil
-	}
-	if len(r) <= FullMeshLimit {
-		out := slices.Delete(slices.Clone(r), pos, pos+1)
-		slices.Sort(out)
-		return out
-	}
-	out := make([]string, 0, RingWatch)
-	for i := 1; i <= RingWatch && i < len(r); i++ {
-		out = append(out, r[(pos+i)%len(r)])
-	}
-	slices.Sort(out)
-	return out
-}
+func Targets(v View, self string) []string { return neighbours(v, self, 1) }
 
 // Observers returns the live members that watch node id: those whose
 // Targets include it, in node ID order.
-func Observers(v View, id string) []string {
+func Observers(v View, id string) []string { return neighbours(v, id, -1) }
+
+// neighbours returns everyone else in a full mesh, else the RingWatch
+// members after id on the ring (dir 1) or before it (dir -1).
+func neighbours(v View, id string, dir int) []string {
 	r := ring(v)
 	pos := slices.Index(r, id)
 	if pos < 0 {
@@ -98,7 +85,7 @@ func Observers(v View, id string) []string {
 	}
 	out := make([]string, 0, RingWatch)
 	for i := 1; i <= RingWatch && i < len(r); i++ {
-		out = append(out, r[(pos-i+len(r))%len(r)])
+		out = append(out, r[(pos+dir*i+len(r))%len(r)])
 	}
 	slices.Sort(out)
 	return out

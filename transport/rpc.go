@@ -142,12 +142,16 @@ func NewServer(cfg ServerConfig) *Server {
 	return s
 }
 
-// HandleRaw registers h for method, replacing any earlier handler: streams
-// opened with Client.OpenRaw(method) are handed to it as they are.
-func (s *Server) HandleRaw(method string, h RawHandlerFunc) {
+func checkMethod(method string) {
 	if method == "" || len(method) > maxMethodNameBytes {
 		panic(fmt.Sprintf("transport: invalid method name %q", method))
 	}
+}
+
+// HandleRaw registers h for method, replacing any earlier handler: streams
+// opened with Client.OpenRaw(method) are handed to it as they are.
+func (s *Server) HandleRaw(method string, h RawHandlerFunc) {
+	checkMethod(method)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.raw[method] = h
@@ -161,9 +165,7 @@ func (s *Server) rawHandler(method string) RawHandlerFunc {
 
 // Handle registers h for method, replacing any earlier handler.
 func (s *Server) Handle(method string, h HandlerFunc) {
-	if method == "" || len(method) > maxMethodNameBytes {
-		panic(fmt.Sprintf("transport: invalid method name %q", method))
-	}
+	checkMethod(method)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.handlers[method] = h
