@@ -20,6 +20,8 @@ func FuzzDecodeMessages(f *testing.F) {
 		api.ResultBatch{Results: []api.Result{{Seq: 1, Output: []byte("x")}}, Status: &api.JobStatus{ByStatus: map[string]uint64{"ok": 1}}},
 		api.JobRef{JobID: "n-1-1"},
 		api.NodeInfo{Labels: map[string]string{"host": "h"}},
+		api.Members{Epoch: 3, Leader: "n1", Quorum: true, LeaseAge: 5, Members: []api.Member{{NodeID: "n1", State: "alive", LastHeard: -1, Labels: map[string]string{"zone": "z"}}}},
+		api.LeaveReply{Epoch: 4},
 	}
 	for _, s := range seeds {
 		b, err := transport.Marshal(s)
@@ -37,6 +39,8 @@ func FuzzDecodeMessages(f *testing.F) {
 			func() any { return new(api.ResultBatch) }, func() any { return new(api.JobRef) },
 			func() any { return new(api.JobStatus) }, func() any { return new(api.NodeInfo) },
 			func() any { return new(api.SubmitReply) }, func() any { return new(api.ModulePushReply) },
+			func() any { return new(api.Members) }, func() any { return new(api.MembersRequest) },
+			func() any { return new(api.LeaveRequest) }, func() any { return new(api.LeaveReply) },
 		}
 		for _, mk := range targets {
 			v := mk()
