@@ -587,6 +587,11 @@ func (c *Cluster) joinOnce(self Member) error {
 		c.mu.Lock()
 		c.setViewLocked(v, nil)
 		c.mu.Unlock()
+		// Record the monitor set now rather than at the next round, so a
+		// founding node is ready (and holds a lease) at once.
+		if err := c.reconcileMonitors(); err != nil {
+			c.log.Debug("monitor set", "err", err)
+		}
 		return nil
 	}
 	var errs []error

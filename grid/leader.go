@@ -41,7 +41,10 @@ func (c *Cluster) leaderLoop() {
 			continue
 		}
 		c.mu.Lock()
-		if start.After(c.mu.leaseSince) && c.mu.joined {
+		// Grant only once the view shows this leader as a monitor: until
+		// then the view is still being founded (or rejoined) and a node
+		// holding it should not act as the cluster.
+		if me, _ := c.mu.view.Member(c.cfg.Self.NodeID); start.After(c.mu.leaseSince) && c.mu.joined && me.Monitor {
 			c.mu.leaseSince = start
 		}
 		c.mu.leader = c.cfg.Self.NodeID

@@ -124,3 +124,27 @@ func ExampleRange() {
 	fmt.Println()
 	// Output: 7 8 9
 }
+
+// List the cluster's members as a node sees them, and whether it holds a
+// quorum (a node without one refuses jobs with code no_quorum).
+func ExampleClient_Members() {
+	_, cfg, stop := exampleNode()
+	defer stop()
+	ctx := context.Background()
+	c, err := sdk.Dial(ctx, cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	m, err := c.Members(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("quorum %v, %d member(s)\n", m.Quorum, len(m.Members))
+	for _, mb := range m.Members {
+		fmt.Printf("%s monitor=%v self=%v\n", mb.State, mb.Monitor, mb.Self)
+	}
+	// Output:
+	// quorum true, 1 member(s)
+	// alive monitor=true self=true
+}
