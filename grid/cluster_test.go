@@ -134,10 +134,19 @@ func (s *sim) startCluster(n int) {
 	for i := 2; i <= n; i++ {
 		s.start(fmt.Sprintf("n%d", i), "n1")
 	}
-	s.waitFor(30*time.Second, "all nodes joined with 3 monitors", func() bool {
-		return s.agreed(0, func(v View) bool {
+	s.waitFor(30*time.Second, "all nodes joined with 3 monitors, each holding a quorum", func() bool {
+		agreed := s.agreed(0, func(v View) bool {
 			return len(v.Live()) == n && len(v.Monitors()) == DesiredMonitors(3, n)
 		})
+		if !agreed {
+			return false
+		}
+		for _, nd := range s.nodes {
+			if nd.c != nil && nd.c.Quorum() != nil {
+				return false
+			}
+		}
+		return true
 	})
 }
 
