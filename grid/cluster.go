@@ -558,8 +558,17 @@ func (c *Cluster) joinLoop() {
 				break
 			}
 			err := c.joinOnce(self)
+			c.mu.Lock()
+			done = c.mu.joined || c.mu.leaving || c.mu.left
+			c.mu.Unlock()
+			if done {
+				break
+			}
 			if err == nil {
-				continue // the loop re-checks joined
+				// Answered, but with a view that does not hold this
+				// incarnation alive yet (an older view, a stale join):
+				// never retry without a pause.
+				err = fmt.Errorf("grid: the view received does not hold %s#%d alive yet", self.NodeID, self.Incarnation)
 			}
 			if time.Since(lastWarn) > 10*time.Second {
 				c.log.Warn("cannot join the cluster yet; retrying", "err", err)
