@@ -14,7 +14,13 @@
 //   - the codec: canonical CBOR out, one strict decode mode in (no duplicate
 //     keys, no indefinite lengths, no tags, bounded nesting and lengths);
 //   - calls: one stream per call, unary or streaming in both directions,
-//     ending in success or one *Error with a stable Code.
+//     ending in success or one *Error with a stable Code; raw streams for
+//     protocols with their own framing (the monitors' Raft); datagrams,
+//     delivered to a handler for the connections a server accepts.
+//
+// A QUIC node dials from its listening socket, so peers see one address per
+// node, and derives its stateless reset key from its private key, so that a
+// restarted node resets connections its previous process held.
 //
 // It must never:
 //   - know about jobs, items, views, epochs or any other grid concept: method

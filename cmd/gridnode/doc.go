@@ -1,7 +1,8 @@
 // Command gridnode is the one binary of a gridnode grid: the node agent
 // (agent), a one-command local node (dev), the demo, benchmarks (bench), a
 // local runner for job authors (run-local), and the client commands (module
-// push, job run/submit/status/results/cancel/list, info).
+// push, job run/submit/status/results/cancel/list, info, members, leave).
+// An agent joins a cluster with --join and leaves it on SIGTERM.
 //
 // It is wiring only: flags, output, exit codes. What a node does lives in
 // sched, grid, plugins and transport; what a client does lives in sdk. The
