@@ -715,22 +715,45 @@ func (c *Cluster) Leave(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	// A monitor waits until the others voted it out, so the consensus
-	// never counts on a node that is gone.
-	for {
-		servers, err := c.mon.voters()
-		if err != nil || !slices.ContainsFunc(servers, func(s raftServer) bool { return string(s.ID) == self.NodeID }) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			c.log.Warn("left, but the monitors did not confirm handing this node's vote over in time")
-			return nil
-		case <-time.After(100 * time.Millisecond):
+	// A monitor waits (a few seconds at most) until the others have
+	// replaced it, so the consensus does not count on a node that is gone
+	// longer than it must. Its own consensus peer may never hear that it
+	// was voted out (the leader stops talking to it), so ask the others.
+	if c.mon.raft() != nil {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		for !c.replaced(wctx, self.NodeID) {
+			select {
+			case <-wctx.Done():
+				c.log.Warn("left, but the monitors did not confirm replacing this node's vote in time; they will")
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}
 	c.log.Info("left the cluster")
 	return nil
+}
+
+// replaced reports whether this node's consensus peer no longer votes:
+// its own configuration says so, or a member's view names a full monitor
+// set without it.
+func (c *Cluster) replaced(ctx context.Context, self string) bool {
+	isSelf := func(s raftServer) bool { return string(s.ID) == self }
+	if servers, err := c.mon.voters(); err != nil || !slices.ContainsFunc(servers, isSelf) {
+		return true
+	}
+	for _, addr := range c.contactAddrs() {
+		var resp viewResponse
+		if err := c.pool.call(ctx, addr, methodView, viewRequest{}, &resp); err != nil || resp.View == nil {
+			continue
+		}
+		v := *resp.View
+		mons := v.Monitors()
+		want := DesiredMonitors(c.cfg.Monitors, len(v.Live()))
+		return len(mons) >= want && !slices.ContainsFunc(mons, func(m Member) bool { return m.NodeID == self })
+	}
+	return false
 }
 
 func (c *Cluster) leaveOnce(ctx context.Context, req leaveRequest) error {
