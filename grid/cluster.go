@@ -143,7 +143,6 @@ type Cluster struct {
 		reports    map[string]*reportSet
 		rng        *rand.Rand
 		lastTick   time.Time
-		undead     int // times this node learnt it had been declared dead
 		derived    viewDerived
 	}
 }
@@ -320,7 +319,7 @@ func (c *Cluster) quorumLocked(now time.Time) error {
 	case c.mu.leaving:
 		return fmt.Errorf("%w: this node is leaving the cluster", ErrNoQuorum)
 	case !c.mu.joined:
-		if c.mu.undead > 0 {
+		if c.metric.undeadCount.Load() > 0 {
 			return fmt.Errorf("%w: this node was declared dead and is rejoining as incarnation %d", ErrNoQuorum, c.mu.self.Incarnation)
 		}
 		return fmt.Errorf("%w: this node has not joined the cluster yet", ErrNoQuorum)
@@ -520,7 +519,6 @@ func (c *Cluster) startMonitor() {
 // abandon what it runs, take a new incarnation and rejoin.
 func (c *Cluster) undeadLocked() {
 	c.mu.joined = false
-	c.mu.undead++
 	abandoned := c.inv.AbandonRunning()
 	next := c.mu.self.Incarnation + 1
 	if c.cfg.Incarnate != nil {

@@ -22,7 +22,7 @@ type outgoing struct {
 func (c *Cluster) heartbeatLoop() {
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
-	var lastReport time.Time
+	var lastReport, lastPrune time.Time
 	reporting := make(chan struct{}, 1)
 	reporting <- struct{}{}
 	for {
@@ -48,7 +48,10 @@ func (c *Cluster) heartbeatLoop() {
 			default:
 			}
 		}
-		c.inv.Prune(now)
+		if now.Sub(lastPrune) >= time.Second {
+			lastPrune = now
+			c.inv.Prune(now) // walks every entry: not every round
+		}
 	}
 }
 

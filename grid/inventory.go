@@ -182,13 +182,17 @@ func (inv *Inventory) compactLocked() {
 func (inv *Inventory) Prune(now time.Time) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
+	pruned := false
 	for id, e := range inv.mu.entries {
 		if e.State == ExecRemoved && now.Sub(e.removed) > tombstoneTTL {
 			delete(inv.mu.entries, id)
 			inv.mu.pruned = max(inv.mu.pruned, e.version)
+			pruned = true
 		}
 	}
-	inv.compactLocked()
+	if pruned {
+		inv.compactLocked()
+	}
 }
 
 // Version and digest of the inventory now.

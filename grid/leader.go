@@ -322,16 +322,19 @@ func (c *Cluster) handleJoin(ctx context.Context, call *transport.ServerCall) er
 		return call.Send(resp)
 	}
 	v, err := c.mon.apply(ctx, Change{Kind: ChangeJoin, Member: req.Member})
-	switch {
-	case errors.Is(err, ErrStale):
-		return transport.Errorf(transport.CodeBadRequest, "%v", err)
-	case err != nil:
-		if errors.Is(err, errNotLeader) {
-			return transport.Errorf(transport.CodeUnavailable, "%v", err)
-		}
-		return transport.Errorf(transport.CodeBadRequest, "%v", err)
+	if err != nil {
+		return applyError(err)
 	}
 	return call.Send(viewResponse{View: &v, Leader: c.cfg.Self.NodeID})
+}
+
+// applyError turns a failed commit into a wire error: leadership moved
+// (retry elsewhere), or the change itself is refused.
+func applyError(err error) error {
+	if errors.Is(err, errNotLeader) {
+		return transport.Errorf(transport.CodeUnavailable, "%v", err)
+	}
+	return transport.Errorf(transport.CodeBadRequest, "%v", err)
 }
 
 func (c *Cluster) handleLeave(ctx context.Context, call *transport.ServerCall) error {
@@ -349,10 +352,7 @@ func (c *Cluster) handleLeave(ctx context.Context, call *transport.ServerCall) e
 	}
 	v, err := c.mon.apply(ctx, Change{Kind: ChangeLeave, Member: Member{NodeID: req.NodeID, Incarnation: req.Incarnation}})
 	if err != nil && !errors.Is(err, ErrStale) {
-		if errors.Is(err, errNotLeader) {
-			return transport.Errorf(transport.CodeUnavailable, "%v", err)
-		}
-		return transport.Errorf(transport.CodeBadRequest, "%v", err)
+		return applyError(err)
 	}
 	if err != nil {
 		v = c.mon.fsm.view()

@@ -10,10 +10,9 @@ import (
 )
 
 const (
-	dialTimeout  = 2 * time.Second
-	dialBackoff  = 500 * time.Millisecond
-	callTimeout  = 3 * time.Second
-	dgramBacklog = 1
+	dialTimeout = 2 * time.Second
+	dialBackoff = 500 * time.Millisecond
+	callTimeout = 3 * time.Second
 )
 
 var errPoolClosed = errors.New("grid: node is shutting down")

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gridnode/gridnode/grid"
@@ -64,7 +63,6 @@ type Node struct {
 	srv     *transport.Server
 	lis     transport.Listener
 	cluster *grid.Cluster
-	running atomic.Pointer[grid.Cluster] // cluster, once started: read by the committer
 	started time.Time
 	left    chan struct{} // closed once the node left the cluster on request
 	leaveMu sync.Mutex
@@ -133,11 +131,6 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.recover(); err != nil {
 		return nil, err
 	}
-	// Commits wait for the cluster: resumed jobs may finish items before
-	// the node has rejoined, and their results must not be committed
-	// before it holds a quorum.
-	n.sched.fence = n.quorum
-	n.sched.start()
 	if n.gauges, err = n.metrics.observeRunning(n.sched); err != nil {
 		return nil, fmt.Errorf("sched: register gauges: %w", err)
 	}
@@ -154,6 +147,10 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startCluster(ctx, network); err != nil {
 		return nil, err
 	}
+	// Resumed jobs run from here; their commits wait while the node holds
+	// no quorum (it may still be rejoining).
+	n.sched.fence = n.cluster.Quorum
+	n.sched.start()
 	var sctx context.Context
 	sctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(2)
@@ -195,7 +192,6 @@ func (n *Node) startCluster(ctx context.Context, network transport.Network) erro
 		return fmt.Errorf("sched: start cluster membership: %w", err)
 	}
 	n.cluster = c
-	n.running.Store(c)
 	if len(cc.Join) == 0 {
 		// A node that founds (or is alone in) its cluster is ready once its
 		// own consensus has elected it: wait briefly so that a job submitted
@@ -223,15 +219,6 @@ func advertiseAddr(advertise, listen string) string {
 		return net.JoinHostPort("127.0.0.1", port)
 	}
 	return listen
-}
-
-// quorum is the committer's fence: nil while the node may commit.
-func (n *Node) quorum() error {
-	c := n.running.Load()
-	if c == nil {
-		return fmt.Errorf("%w: the node has not started its cluster membership yet", grid.ErrNoQuorum)
-	}
-	return c.Quorum()
 }
 
 // Cluster is the node's membership in the grid.

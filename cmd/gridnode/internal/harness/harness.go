@@ -470,32 +470,27 @@ func (c *Cluster) Kill(i int) {
 // (a duty cycle): they report failures with t.Errorf.
 func (c *Cluster) Stop(i int) {
 	c.t.Helper()
-	n := c.Node(i)
-	if _, ok := c.signal(n, syscall.SIGSTOP, false); !ok {
-		c.t.Errorf("harness: Stop(%d): %s does not run", i, n.ID)
-		return
-	}
-	c.mu.Lock()
-	n.stopped = true
-	c.mu.Unlock()
-	if err := waitProcState(n.PID(), true, 5*time.Second); err != nil {
-		c.t.Errorf("harness: Stop(%d): %v", i, err)
-	}
+	c.pause(i, "Stop", syscall.SIGSTOP, true)
 }
 
 // Cont SIGCONTs node i and waits until the kernel shows it running.
 func (c *Cluster) Cont(i int) {
 	c.t.Helper()
+	c.pause(i, "Cont", syscall.SIGCONT, false)
+}
+
+func (c *Cluster) pause(i int, what string, sig syscall.Signal, stopped bool) {
+	c.t.Helper()
 	n := c.Node(i)
-	if _, ok := c.signal(n, syscall.SIGCONT, false); !ok {
-		c.t.Errorf("harness: Cont(%d): %s does not run", i, n.ID)
+	if _, ok := c.signal(n, sig, false); !ok {
+		c.t.Errorf("harness: %s(%d): %s does not run", what, i, n.ID)
 		return
 	}
 	c.mu.Lock()
-	n.stopped = false
+	n.stopped = stopped
 	c.mu.Unlock()
-	if err := waitProcState(n.PID(), false, 5*time.Second); err != nil {
-		c.t.Errorf("harness: Cont(%d): %v", i, err)
+	if err := waitProcState(n.PID(), stopped, 5*time.Second); err != nil {
+		c.t.Errorf("harness: %s(%d): %v", what, i, err)
 	}
 }
 
