@@ -186,3 +186,22 @@ func TestServerDatagrams(t *testing.T) {
 		}
 	})
 }
+
+// A server may answer a unary call without reading its request; the client
+// gets the answer even though the server stopped reading what it still sent.
+func TestUnaryAnswerWithoutReadingRequest(t *testing.T) {
+	forEachNetwork(t, func(t *testing.T, tn testNet) {
+		addr, _ := startServer(t, tn, ServerConfig{})
+		c := dialClient(t, tn, addr, ClientConfig{})
+		var out echoMsg
+		// 4 MiB cannot fit the stream's window, so the client is still
+		// writing when the server answers and stops reading.
+		err := c.Call(testCtx(t), "whoami", echoMsg{Blob: make([]byte, 4<<20)}, &out)
+		if err != nil {
+			t.Fatalf("call answered without reading its request: %v", err)
+		}
+		if want := string(tn.clientPeer.Role) + "/" + tn.clientPeer.ID; out.Text != want {
+			t.Fatalf("got %q, want %q", out.Text, want)
+		}
+	})
+}

@@ -451,12 +451,17 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any) error {
 		if CodeOf(err) == CodeTooLarge {
 			return err // refused locally, nothing was sent
 		}
-		// The server may have ended the call early (unknown method, too
-		// large...); its reason beats our write error.
-		if rerr := s.Recv(resp); rerr != nil && rerr != io.EOF {
+		// The server may have ended the call early: with an error (unknown
+		// method, too large...), whose reason beats our write error, or
+		// with its answer, without reading the request.
+		switch rerr := s.Recv(resp); rerr {
+		case nil:
+			return nil
+		case io.EOF:
+			return err
+		default:
 			return rerr
 		}
-		return err
 	}
 	// A server that already answered may have stopped reading, which makes
 	// the close fail; the answer, or the real failure, comes from Recv.
