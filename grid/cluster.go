@@ -143,6 +143,7 @@ type Cluster struct {
 		reports    map[string]*reportSet
 		rng        *rand.Rand
 		lastTick   time.Time
+		stretch    float64 // the factor this round's verdicts used (see Stretch)
 		derived    viewDerived
 	}
 }

@@ -116,6 +116,7 @@ func (c *Cluster) tick(now time.Time) (out []outgoing, dead []Member) {
 	if Crisis(c.cfg.Detector, suspects, len(targets)) {
 		stretch *= CrisisStretch(c.cfg.Detector)
 	}
+	c.mu.stretch = stretch
 	for id, p := range c.mu.peers {
 		if !watched[id] {
 			p.watched = false

@@ -30,7 +30,6 @@ func TestResultsExpireAfterTheirTTLAndNotBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := api.JobSpec{Module: string(h), Policy: api.Policy{ResultTTL: time.Hour}}
-	lim, _ := n.sandbox.Limits(plugins.Limits{})
 	rec := &jobRecord{ID: "node-1-1", Spec: spec, State: stateReceiving, Created: time.Now()}
 	if err := n.store.Begin(rec); err != nil {
 		t.Fatal(err)
@@ -42,7 +41,7 @@ func TestResultsExpireAfterTheirTTLAndNotBefore(t *testing.T) {
 	if _, err := n.store.Accept(rec); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.sched.add(rec, lim); err != nil {
+	if err := n.sched.add(rec); err != nil {
 		t.Fatal(err)
 	}
 	var st api.JobStatus

@@ -23,6 +23,7 @@ type metrics struct {
 	jobsDone      metric.Int64Counter
 	items         metric.Int64Counter
 	storageErrors metric.Int64Counter
+	quarantines   metric.Int64Counter
 }
 
 func newMetrics() *metrics {
@@ -36,6 +37,7 @@ func newMetrics() *metrics {
 	ms.jobsDone, _ = m.Int64Counter("gridnode.jobs.finished", metric.WithDescription("Jobs finished, by final state."))
 	ms.items, _ = m.Int64Counter("gridnode.items.submitted", metric.WithDescription("Work items accepted by this node."))
 	ms.storageErrors, _ = m.Int64Counter("gridnode.storage.errors", metric.WithDescription("Writes the node's disk refused."))
+	ms.quarantines, _ = m.Int64Counter("gridnode.quarantines", metric.WithDescription("Times a node was quarantined for a module: its results kept disagreeing with the canonical ones."))
 	return &ms
 }
 
@@ -62,7 +64,7 @@ func (m *metrics) jobsFinished(state string) {
 // observeRunning registers gauges of the scheduler's running executions and
 // slots. Close the registration when the node stops: the meter outlives the
 // node in a process that starts several (tests, the benchmark).
-func (m *metrics) observeRunning(s *Scheduler) (metric.Registration, error) {
+func (m *metrics) observeRunning(e *executor) (metric.Registration, error) {
 	meter := otel.Meter(instrumentation)
 	running, err := meter.Int64ObservableGauge("gridnode.executions.running", metric.WithDescription("Executions running now."))
 	if err != nil {
@@ -73,8 +75,9 @@ func (m *metrics) observeRunning(s *Scheduler) (metric.Registration, error) {
 		return nil, err
 	}
 	return meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(running, int64(s.load()))
-		o.ObserveInt64(slots, int64(s.slots))
+		r, _ := e.load()
+		o.ObserveInt64(running, int64(r))
+		o.ObserveInt64(slots, int64(e.slots))
 		return nil
 	}, running, slots)
 }

@@ -67,9 +67,17 @@ type Node struct {
 	left    chan struct{} // closed once the node left the cluster on request
 	leaveMu sync.Mutex
 
-	stopOnce sync.Once
+	exec    *executor
+	coord   *coordinator
+	modules moduleFetcher
+
+	// ctx ends when the node stops; every goroutine the node starts is
+	// in wg, and spawn refuses new ones once ctx ended.
+	ctx      context.Context
 	cancel   context.CancelFunc
+	spawnMu  sync.Mutex
 	wg       sync.WaitGroup
+	stopOnce sync.Once
 }
 
 // maxStdout keeps one result inside a results frame.
@@ -106,6 +114,8 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, dataDir: cfg.DataDir, log: cfg.Logger, started: time.Now(), metrics: newMetrics(), left: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.modules.n = n
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -127,11 +137,13 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.store, err = OpenStore(filepath.Join(cfg.DataDir, "jobs.db")); err != nil {
 		return nil, err
 	}
-	n.sched = newScheduler(n.store, n.sandbox, n.id.NodeID, cfg.Slots, n.log, n.metrics)
+	n.sched = newScheduler(n, n.store, n.log, n.metrics)
+	n.exec = newExecutor(n, n.sandbox, cfg.Slots)
+	n.coord = newCoordinator(n)
 	if err := n.recover(); err != nil {
 		return nil, err
 	}
-	if n.gauges, err = n.metrics.observeRunning(n.sched); err != nil {
+	if n.gauges, err = n.metrics.observeRunning(n.exec); err != nil {
 		return nil, fmt.Errorf("sched: register gauges: %w", err)
 	}
 
@@ -144,6 +156,7 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.srv = transport.NewServer(transport.ServerConfig{Logger: n.log})
 	n.register(n.srv)
+	n.registerPeers()
 	if err := n.startCluster(ctx, network); err != nil {
 		return nil, err
 	}
@@ -151,19 +164,14 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// no quorum (it may still be rejoining).
 	n.sched.fence = n.cluster.Quorum
 	n.sched.start()
-	var sctx context.Context
-	sctx, n.cancel = context.WithCancel(context.Background())
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		if err := n.srv.Serve(sctx, n.lis); err != nil && sctx.Err() == nil {
+	n.exec.start()
+	n.spawn(n.coord.loop)
+	n.spawn(func() {
+		if err := n.srv.Serve(n.ctx, n.lis); err != nil && n.ctx.Err() == nil {
 			n.log.Error("serving stopped", "err", err)
 		}
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.janitor(sctx)
-	}()
+	})
+	n.spawn(func() { n.janitor(n.ctx) })
 	n.log.Info("node started", "addr", n.lis.Addr(), "incarnation", n.id.Incarnation,
 		"slots", cfg.Slots, "isolation", cfg.Isolation, "data", cfg.DataDir)
 	return n, nil
@@ -179,10 +187,7 @@ func (n *Node) startCluster(ctx context.Context, network transport.Network) erro
 	}
 	cc.Join, cc.Monitors = n.cfg.Join, n.cfg.Monitors
 	cc.Network, cc.Server, cc.Logger = network, n.srv, n.log
-	cc.Load = func() (int, int) {
-		running := n.sched.load()
-		return running, max(n.cfg.Slots-running, 0)
-	}
+	cc.Load = n.exec.load
 	cc.Incarnate = func() (uint64, error) {
 		id, err := grid.LoadIdentity(n.cfg.DataDir, n.id.NodeID)
 		return id.Incarnation, err
@@ -268,14 +273,7 @@ func (n *Node) recover() error {
 			n.dropJob(rec)
 			continue
 		}
-		lim, err := n.sandbox.Limits(PluginLimits(rec.Spec.Policy.Limits))
-		if err != nil {
-			// The node's maximums shrank since the job was accepted: run it
-			// with the node's current maximums rather than lose it.
-			n.log.Warn("job asks for more than this node now allows; running it with the node's maximums", "job", rec.ID, "err", err)
-			lim, _ = n.sandbox.Limits(plugins.Limits{})
-		}
-		if err := n.sched.add(rec, lim); err != nil {
+		if err := n.sched.add(rec); err != nil {
 			return err
 		}
 		if rec.State == api.JobRunning {
@@ -288,16 +286,25 @@ func (n *Node) recover() error {
 	return nil
 }
 
-// janitor collects jobs whose results outlived their TTL.
+// janitor collects jobs whose results outlived their TTL, and executions
+// whose coordinator is gone.
 func (n *Node) janitor(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	c := time.NewTicker(10 * time.Second)
+	defer c.Stop()
+	v, changed := n.cluster.View()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			n.collectExpired(now)
+		case <-changed:
+			v, changed = n.cluster.View()
+			n.exec.collect(v, time.Now())
+		case now := <-c.C:
+			n.exec.collect(v, now)
 		}
 	}
 }
@@ -344,9 +351,10 @@ func (n *Node) TLSDir() string { return filepath.Join(n.dataDir, "tls") }
 // Info describes the node.
 func (n *Node) Info() api.NodeInfo {
 	max := n.sandbox.MaxLimits()
+	running, _ := n.exec.load()
 	return api.NodeInfo{
 		NodeID: n.id.NodeID, Incarnation: n.cluster.Self().Incarnation, Epoch: n.view().Epoch, Addr: n.Addr(),
-		Labels: n.cfg.Labels, Slots: n.cfg.Slots, Running: n.sched.load(), Isolation: string(n.cfg.Isolation),
+		Labels: n.cfg.Labels, Slots: n.cfg.Slots, Running: running, Isolation: string(n.cfg.Isolation),
 		Version: Version, Started: n.started.UTC(),
 		MaxLimits: api.Limits{MemoryBytes: max.MemoryBytes, Deadline: max.Deadline, StdoutBytes: max.StdoutBytes, StderrBytes: max.StderrBytes},
 	}
@@ -355,8 +363,14 @@ func (n *Node) Info() api.NodeInfo {
 // Close stops serving, cancels running executions and closes the state.
 func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
-		if n.cancel != nil {
-			n.cancel()
+		n.spawnMu.Lock()
+		n.cancel()
+		n.spawnMu.Unlock()
+		if n.exec != nil {
+			n.exec.close()
+		}
+		if n.sched != nil {
+			n.sched.close()
 		}
 		if n.cluster != nil {
 			n.cluster.Close()
@@ -370,9 +384,6 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if n.gauges != nil {
 			n.gauges.Unregister()
-		}
-		if n.sched != nil {
-			n.sched.close()
 		}
 		if n.sandbox != nil {
 			n.sandbox.Close()

@@ -47,7 +47,7 @@ func (cl *cluster) start(iso plugins.Isolation) {
 	n, err := sched.StartNode(context.Background(), sched.Config{
 		DataDir: cl.dir, ListenAddr: "node:1", NodeID: "node", Isolation: iso, Slots: 2,
 		Network: cl.net.Host("node", transport.Peer{Role: transport.RoleNode, ID: "node"}),
-		Logger:  slog.New(slog.NewTextHandler(testWriter{cl.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:  slog.New(slog.NewTextHandler(testWriter{cl.t}, &slog.HandlerOptions{Level: testLogLevel()})),
 	})
 	if err != nil {
 		cl.t.Fatal(err)
@@ -490,7 +490,15 @@ func TestFailuresNotTheModulesAreRetriedThenReported(t *testing.T) {
 	}
 	got := readAll(t, cl.c, reply.JobID, 0)
 	r := got[0]
-	if r.Status != string(plugins.StatusModuleNotFound) || r.Attempts != 2 || !strings.Contains(r.Message, "gave up after 2 attempts") {
-		t.Fatalf("result %+v: want module_not_found after 2 attempts", r)
+	if r.Status != api.StatusAttempts || r.Attempts != 2 || !strings.Contains(r.Message, "all 2 attempts were used") || !strings.Contains(r.Message, "could not be fetched") {
+		t.Fatalf("result %+v: want attempts_exhausted after 2 attempts, naming the missing module", r)
 	}
+}
+
+// testLogLevel is warn, or debug with GRIDNODE_TEST_DEBUG set.
+func testLogLevel() slog.Level {
+	if os.Getenv("GRIDNODE_TEST_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }

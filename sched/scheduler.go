@@ -6,19 +6,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/gridnode/gridnode/plugins"
+	"github.com/gridnode/gridnode/grid"
 	"github.com/gridnode/gridnode/sdk/api"
 )
-
-// executor runs one task; *plugins.Sandbox is the real one.
-type executor interface {
-	Execute(ctx context.Context, t plugins.Task) plugins.Outcome
-}
 
 // ItemID is the placement key of a job's item: hash(job ID, index).
 func ItemID(jobID string, idx uint64) string {
@@ -28,248 +23,323 @@ func ItemID(jobID string, idx uint64) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// job is the scheduler's in-memory state of one running job.
+// Home windows: how much of one job is out with its coordinators at once.
+// Coordinators hold assigned items in memory; the rest wait in the home's
+// store.
+const (
+	assignWindowItems = 16384
+	assignWindowBytes = 64 << 20
+	assignEvery       = 500 * time.Millisecond
+)
+
+// job is the home's in-memory state of one job it accepted.
 type job struct {
 	rec      *jobRecord
-	limits   plugins.Limits
-	next     uint64            // the next index never dispatched
-	done     []uint64          // bitset: items with a result
-	retry    []uint64          // items to run again (a crashed worker)
-	attempts map[uint64]int    // executions started per item, while it is open
-	running  map[uint64]func() // cancel of each running execution
-	changed  chan struct{}     // closed and replaced whenever results commit or the state changes
+	done     []uint64 // bitset: items with a result
+	next     uint64   // the next index never assigned
+	retry    []uint64 // items to assign again (their coordinator went away)
+	assigned map[uint64]assignment
+	outBytes int
+	changed  chan struct{} // closed and replaced whenever results commit or the state changes
 }
 
-func (j *job) isDone(idx uint64) bool { return j.done[idx/64]&(1<<(idx%64)) != 0 }
-func (j *job) setDone(idx uint64)     { j.done[idx/64] |= 1 << (idx % 64) }
+// assignment is where an item is coordinated.
+type assignment struct {
+	coord string
+	inc   uint64
+	size  int
+}
+
+func (j *job) isDone(idx uint64) bool {
+	return idx < uint64(len(j.done))*64 && j.done[idx/64]&(1<<(idx%64)) != 0
+}
+
+func (j *job) setDone(idx uint64) {
+	for uint64(len(j.done))*64 <= idx {
+		j.done = append(j.done, 0)
+	}
+	j.done[idx/64] |= 1 << (idx % 64)
+}
 
 func (j *job) notifyLocked() {
 	close(j.changed)
 	j.changed = make(chan struct{})
 }
 
-// task is one dispatched execution.
-type task struct {
-	j       *job
-	rec     *jobRecord // the job's record when the task was taken: read-only
-	idx     uint64
-	attempt int
-	ctx     context.Context
-}
-
-// Scheduler runs the items of the node's jobs on its executor slots and
-// commits each outcome to the job's result log exactly once.
+// Scheduler is a node's side of the jobs it accepted (their home): it
+// keeps their records, assigns their items to the coordinators placement
+// names, and appends the coordinators' decisions to each job's result log
+// exactly once.
 //
-// One mutex guards the jobs; slot goroutines take tasks under it and hand
-// outcomes to a single committer goroutine, which batches them into one
-// durable transaction so that short items are not bound by fsync.
+// One mutex guards the jobs; a single committer goroutine batches results
+// into one durable transaction, so that short items are not bound by
+// fsync.
 type Scheduler struct {
+	n       *Node
 	store   *Store
-	exec    executor
-	nodeID  string
-	slots   int
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
 	// fence says whether this node may commit: nil, or why not (it lost
-	// its quorum). Outcomes wait in memory meanwhile.
+	// its quorum). Results wait in memory meanwhile.
 	fence func() error
 
 	commits chan pendingResult
+	wake    chan struct{}
+	assigns outboxes[assignEntry]
 	wg      sync.WaitGroup
 	ctx     context.Context
 	stop    context.CancelFunc
 
 	mu struct {
 		sync.Mutex
-		cond    *sync.Cond
-		jobs    map[string]*job
-		order   []*job // round robin over running jobs
-		rr      int
-		running int
-		closed  bool
+		jobs   map[string]*job
+		closed bool
 		// storageErr is the last failed commit, nil once one succeeds.
 		storageErr error
 	}
 }
 
-func newScheduler(store *Store, exec executor, nodeID string, slots int, log *slog.Logger, m *metrics) *Scheduler {
-	s := &Scheduler{store: store, exec: exec, nodeID: nodeID, slots: slots, log: log, metrics: m, now: time.Now, fence: func() error { return nil }}
-	s.mu.cond = sync.NewCond(&s.mu)
+// assignEntry is one item on its way to its coordinator.
+type assignEntry struct {
+	hdr  jobHeader
+	item assignItem
+}
+
+func newScheduler(n *Node, store *Store, log *slog.Logger, m *metrics) *Scheduler {
+	s := &Scheduler{n: n, store: store, log: log, metrics: m, now: time.Now, fence: func() error { return nil }}
 	s.mu.jobs = map[string]*job{}
-	s.commits = make(chan pendingResult, 4*slots)
+	s.commits = make(chan pendingResult, 4096)
+	s.wake = make(chan struct{}, 1)
 	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.assigns.new = func(coord string) *outbox[assignEntry] {
+		return &outbox[assignEntry]{max: 1024, size: func(e assignEntry) int { return len(e.item.Input) + 64 }, bytes: 4 << 20,
+			spawn: n.spawn, send: func(b []assignEntry) { s.sendAssigns(coord, b) }}
+	}
 	return s
 }
 
-// start launches the slot goroutines and the committer.
+// start launches the committer and the assigner.
 func (s *Scheduler) start() {
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.committer()
-	for range s.slots {
-		s.wg.Add(1)
-		go s.slot()
-	}
+	go s.assigner()
 }
 
-// close stops dispatching, cancels running executions and waits.
+// close stops committing and assigning, and waits.
 func (s *Scheduler) close() {
 	s.mu.Lock()
 	s.mu.closed = true
-	for _, j := range s.mu.jobs {
-		for _, cancel := range j.running {
-			cancel()
-		}
-	}
-	s.mu.cond.Broadcast()
 	s.mu.Unlock()
 	s.stop()
 	s.wg.Wait()
 }
 
-// add registers a running job; items that already have results are skipped.
-func (s *Scheduler) add(rec *jobRecord, limits plugins.Limits) error {
-	j := &job{
-		rec: rec, limits: limits,
-		done:     make([]uint64, (rec.Items+63)/64),
-		attempts: map[uint64]int{},
-		running:  map[uint64]func(){},
-		changed:  make(chan struct{}),
+func (s *Scheduler) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
+}
+
+// add registers a job; items that already have results are skipped.
+func (s *Scheduler) add(rec *jobRecord) error {
+	j := &job{rec: rec, done: make([]uint64, (rec.Items+63)/64), assigned: map[uint64]assignment{}, changed: make(chan struct{})}
 	if rec.Results > 0 {
 		if err := s.store.DoneItems(rec.ID, j.setDone); err != nil {
 			return err
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.mu.jobs[rec.ID] = j
-	if rec.State == api.JobRunning {
-		s.mu.order = append(s.mu.order, j)
-		s.mu.cond.Broadcast()
-	}
+	s.mu.Unlock()
+	s.kick()
 	return nil
 }
 
-// nextTaskLocked picks the next item to run, round robin over jobs so that
-// one large job does not starve a small one.
-func (s *Scheduler) nextTaskLocked() (task, bool) {
-	for range len(s.mu.order) {
-		s.mu.rr = (s.mu.rr + 1) % len(s.mu.order)
-		j := s.mu.order[s.mu.rr]
-		idx, ok := j.takeLocked()
-		if !ok {
+// assigner hands the items of running jobs to their coordinators: the
+// primary of each item's bucket under the current view. An item stays with
+// its coordinator until it commits or the coordinator leaves the view (or
+// restarts); only then does it move, so a join moves nothing in flight.
+func (s *Scheduler) assigner() {
+	defer s.wg.Done()
+	t := time.NewTicker(assignEvery)
+	defer t.Stop()
+	v, changed := s.n.cluster.View()
+	own := v.Ownership(1)
+	for {
+		s.assignRound(v, own)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.wake:
+		case <-t.C:
+		case <-changed:
+			v, changed = s.n.cluster.View()
+			own = v.Ownership(1)
+			s.reclaim(v)
+		}
+	}
+}
+
+// reclaim takes back the items of coordinators that are no longer alive
+// at the incarnation they were assigned to.
+func (s *Scheduler) reclaim(v grid.View) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	moved := 0
+	for _, j := range s.mu.jobs {
+		for idx, a := range j.assigned {
+			if m, ok := v.Member(a.coord); !ok || m.State != grid.Alive || m.Incarnation != a.inc {
+				delete(j.assigned, idx)
+				j.outBytes -= a.size
+				j.retry = append(j.retry, idx)
+				moved++
+			}
+		}
+	}
+	if moved > 0 {
+		s.log.Info("items move to new coordinators", "items", moved, "epoch", v.Epoch)
+	}
+}
+
+// assignRound assigns what the windows allow.
+func (s *Scheduler) assignRound(v grid.View, own *grid.Ownership) {
+	type pick struct {
+		j   *job
+		idx []uint64
+	}
+	var picks []pick
+	s.mu.Lock()
+	for _, j := range s.mu.jobs {
+		if j.rec.State != api.JobRunning {
 			continue
 		}
-		j.attempts[idx]++
-		ctx, cancel := context.WithCancel(s.ctx)
-		j.running[idx] = cancel
-		s.mu.running++
-		return task{j: j, rec: j.rec, idx: idx, attempt: j.attempts[idx], ctx: ctx}, true
-	}
-	return task{}, false
-}
-
-func (j *job) takeLocked() (uint64, bool) {
-	for len(j.retry) > 0 {
-		idx := j.retry[0]
-		j.retry = j.retry[1:]
-		if !j.isDone(idx) {
-			return idx, true
-		}
-	}
-	for j.next < j.rec.Items {
-		idx := j.next
-		j.next++
-		if !j.isDone(idx) {
-			return idx, true
-		}
-	}
-	return 0, false
-}
-
-func (s *Scheduler) slot() {
-	defer s.wg.Done()
-	for {
-		s.mu.Lock()
-		var t task
-		for {
-			if s.mu.closed {
-				s.mu.Unlock()
-				return
-			}
-			var ok bool
-			if t, ok = s.nextTaskLocked(); ok {
+		var idx []uint64
+		room := assignWindowItems - len(j.assigned)
+		for room > 0 && j.outBytes < assignWindowBytes {
+			var i uint64
+			if len(j.retry) > 0 {
+				i, j.retry = j.retry[0], j.retry[1:]
+			} else if j.next < j.rec.Items {
+				i = j.next
+				j.next++
+			} else {
 				break
 			}
-			s.mu.cond.Wait()
+			if j.isDone(i) {
+				continue
+			}
+			if _, ok := j.assigned[i]; ok {
+				continue
+			}
+			idx = append(idx, i)
+			room--
 		}
-		s.mu.Unlock()
-		s.run(t)
-	}
-}
-
-func (s *Scheduler) run(t task) {
-	rec := t.rec // records are replaced under s.mu, never changed in place
-	itemID := ItemID(rec.ID, t.idx)
-	input, err := s.store.Input(rec.ID, t.idx)
-	var out plugins.Outcome
-	if err != nil {
-		out = plugins.Outcome{Status: plugins.StatusCrashed, Message: "read item input: " + err.Error()}
-	} else {
-		ctx, span := s.metrics.startExecute(t.ctx, rec.ID, itemID)
-		out = s.exec.Execute(ctx, plugins.Task{
-			Module: plugins.Hash(rec.Spec.Module), ItemID: itemID, Name: rec.Spec.Name,
-			Input: input, Args: rec.Spec.Args, Env: rec.Spec.Env, FilesDir: rec.FilesDir,
-			Limits: t.j.limits, Nondeterministic: rec.Spec.Policy.Nondeterministic,
-		})
-		s.metrics.endExecute(ctx, span, out)
-	}
-
-	// An execution stopped by us (cancel, shutdown) has no outcome worth
-	// keeping; one that failed for a reason not the module's (a crashed
-	// worker, a module missing locally) runs again while attempts remain.
-	stopped := t.ctx.Err() != nil
-	s.mu.Lock()
-	cancel := t.j.running[t.idx]
-	delete(t.j.running, t.idx)
-	s.mu.running--
-	if cancel != nil {
-		cancel()
-	}
-	wanted := t.j.rec.State == api.JobRunning && !t.j.isDone(t.idx) && !stopped
-	retry := wanted && out.Retriable() && t.attempt < attemptsOf(rec.Spec.Policy)
-	if retry {
-		s.log.Warn("execution failed for a reason not the module's; running the item again",
-			"job", rec.ID, "item", t.idx, "attempt", t.attempt, "status", out.Status, "message", out.Message)
-		t.j.retry = append(t.j.retry, t.idx)
-		s.mu.cond.Broadcast()
+		if len(idx) > 0 {
+			picks = append(picks, pick{j, idx})
+		}
 	}
 	s.mu.Unlock()
-	if !wanted || retry {
-		return
-	}
-	if out.Retriable() {
-		out.Message = fmt.Sprintf("%s (gave up after %d attempts)", out.Message, t.attempt)
-	}
-	r := pendingResult{jobID: rec.ID, res: api.Result{
-		Index: t.idx, ItemID: itemID, Status: string(out.Status), ExitCode: out.ExitCode,
-		Output: out.Stdout, Log: out.Stderr, Message: out.Message, Digest: string(out.Digest),
-		Node: s.nodeID, Duration: out.Duration, Attempts: t.attempt,
-	}}
-	select {
-	case s.commits <- r:
-	case <-s.ctx.Done():
-		// Shutting down: the committer is gone. The outcome was never
-		// acknowledged; the item runs again after the restart.
+	for _, p := range picks {
+		hdr := headerOf(p.j.rec, s.n.id.NodeID)
+		inputs, err := s.store.Inputs(hdr.ID, p.idx)
+		s.mu.Lock()
+		if err != nil {
+			s.log.Error("cannot read item inputs; trying again", "job", hdr.ID, "err", err)
+			p.j.retry = append(p.j.retry, p.idx...)
+			s.mu.Unlock()
+			continue
+		}
+		var out []func()
+		for k, i := range p.idx {
+			coord := own.Primary(grid.BucketOf([]byte(ItemID(hdr.ID, i))))
+			m, ok := v.Member(coord)
+			if !ok || !m.Live() {
+				p.j.retry = append(p.j.retry, i)
+				continue
+			}
+			a := assignment{coord: coord, inc: m.Incarnation, size: len(inputs[k])}
+			p.j.assigned[i] = a
+			p.j.outBytes += a.size
+			e := assignEntry{hdr: hdr, item: assignItem{Job: hdr.ID, Index: i, Input: inputs[k]}}
+			out = append(out, func() { s.assigns.to(coord).push(e) })
+		}
+		s.mu.Unlock()
+		for _, f := range out {
+			f()
+		}
 	}
 }
 
-func attemptsOf(p api.Policy) int {
-	if p.Attempts <= 0 {
-		return 3
+// sendAssigns delivers assignments; those that fail go back to be
+// assigned again.
+func (s *Scheduler) sendAssigns(coord string, batch []assignEntry) {
+	req := assignReq{Items: make([]assignItem, len(batch))}
+	seen := map[string]bool{}
+	for i, e := range batch {
+		req.Items[i] = e.item
+		if !seen[e.hdr.ID] {
+			seen[e.hdr.ID] = true
+			req.Jobs = append(req.Jobs, e.hdr)
+		}
 	}
-	return p.Attempts
+	if _, err := callNode(s.n, coord, methodAssign, s.n.coord.assign, &req); err != nil {
+		s.log.Debug("could not assign items; assigning them again", "coordinator", coord, "items", len(batch), "err", err)
+		s.mu.Lock()
+		for _, e := range batch {
+			j := s.mu.jobs[e.item.Job]
+			if j == nil {
+				continue
+			}
+			if a, ok := j.assigned[e.item.Index]; ok && a.coord == coord {
+				delete(j.assigned, e.item.Index)
+				j.outBytes -= a.size
+				j.retry = append(j.retry, e.item.Index)
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-time.After(assignEvery):
+		case <-s.ctx.Done():
+		}
+		s.kick()
+	}
+}
+
+// commit takes decided items from a coordinator and answers once they are
+// durable in their jobs' result logs (or known to be duplicates).
+func (s *Scheduler) commit(ctx context.Context, from string, req *commitReq) (commitResp, error) {
+	replies := make(chan commitReply, len(req.Items))
+	for i, it := range req.Items {
+		r := pendingResult{jobID: it.Job, res: it.Result, emitted: it.Emitted, slot: i, reply: replies}
+		r.res.Seq = 0
+		select {
+		case s.commits <- r:
+		case <-ctx.Done():
+			return commitResp{}, ctx.Err()
+		case <-s.ctx.Done():
+			return commitResp{}, errClosing
+		}
+	}
+	resp := commitResp{Status: make([]uint8, len(req.Items))}
+	for range req.Items {
+		select {
+		case r := <-replies:
+			resp.Status[r.slot] = r.status
+		case <-ctx.Done():
+			return commitResp{}, ctx.Err()
+		case <-s.ctx.Done():
+			return commitResp{}, errClosing
+		}
+	}
+	return resp, nil
+}
+
+// commitReply is the committer's word on one result.
+type commitReply struct {
+	slot   int
+	status uint8
 }
 
 // committer batches outcomes into durable transactions. A failed write
@@ -302,7 +372,7 @@ func (s *Scheduler) committer() {
 		// page write and an fsync, and at one result per transaction the
 		// commits take a third of a core with millisecond items. An idle
 		// node commits at once, so a lone item's latency does not grow.
-		if len(batch) < commitLingerBatch && s.load() > 0 {
+		if len(batch) < commitLingerBatch && s.inFlight() {
 			linger := time.NewTimer(commitLinger)
 		wait:
 			for len(batch) < commitLingerBatch {
@@ -379,25 +449,37 @@ func (s *Scheduler) dropDuplicates(batch []pendingResult) []pendingResult {
 	defer s.mu.Unlock()
 	for _, r := range batch {
 		k := key{r.jobID, r.res.Index}
-		if j := s.mu.jobs[r.jobID]; j == nil || seen[k] || j.isDone(r.res.Index) {
-			continue
+		j := s.mu.jobs[r.jobID]
+		switch {
+		case j == nil || j.rec.State != api.JobRunning || r.res.Index >= j.rec.Items:
+			r.answer(commitGone)
+		case seen[k] || j.isDone(r.res.Index):
+			r.answer(commitDuplicate)
+		default:
+			seen[k] = true
+			out = append(out, r)
 		}
-		seen[k] = true
-		out = append(out, r)
 	}
 	return out
 }
 
-// applyCommitted updates the in-memory jobs after a durable commit and
-// finishes jobs whose every item has a result.
+// applyCommitted updates the in-memory jobs after a durable commit, answers
+// the coordinators, and finishes jobs whose every item has a result.
 func (s *Scheduler) applyCommitted(batch []pendingResult, recs map[string]*jobRecord) {
 	var finished []*job
 	s.mu.Lock()
 	s.mu.storageErr = nil
 	for _, r := range batch {
-		if j := s.mu.jobs[r.jobID]; j != nil && r.committed {
+		j := s.mu.jobs[r.jobID]
+		if j != nil && r.committed {
 			j.setDone(r.res.Index)
-			delete(j.attempts, r.res.Index)
+			if a, ok := j.assigned[r.res.Index]; ok {
+				delete(j.assigned, r.res.Index)
+				j.outBytes -= a.size
+			}
+			r.answer(commitDone)
+		} else {
+			r.answer(commitGone)
 		}
 	}
 	for id, rec := range recs {
@@ -415,6 +497,7 @@ func (s *Scheduler) applyCommitted(batch []pendingResult, recs map[string]*jobRe
 		j.notifyLocked()
 	}
 	s.mu.Unlock()
+	s.kick()
 	for _, j := range finished {
 		s.finish(j, api.JobDone)
 	}
@@ -443,17 +526,22 @@ func (s *Scheduler) finish(j *job, state string) error {
 	rec := *j.rec
 	rec.State, rec.Finished, rec.ExpiresAt = state, now, now.Add(ttl)
 	j.rec = &rec
-	for _, cancel := range j.running {
-		cancel()
+	coords := map[string]bool{}
+	for _, a := range j.assigned {
+		coords[a.coord] = true
 	}
-	for i, o := range s.mu.order {
-		if o == j {
-			s.mu.order = append(s.mu.order[:i], s.mu.order[i+1:]...)
-			break
-		}
-	}
+	j.assigned, j.retry, j.outBytes = map[uint64]assignment{}, nil, 0
 	j.notifyLocked()
 	s.metrics.jobsFinished(state)
+	if state == api.JobCancelled {
+		for c := range coords {
+			s.n.spawn(func() {
+				if _, err := callNode(s.n, c, methodItems, s.n.coord.items, &itemsReq{Job: id, Cancel: true}); err != nil {
+					s.log.Debug("could not tell a coordinator of a cancel; its executions are rolled back when they report", "coordinator", c, "err", err)
+				}
+			})
+		}
+	}
 	return nil
 }
 
@@ -489,8 +577,9 @@ func (s *Scheduler) status(jobID string) (api.JobStatus, <-chan struct{}, bool) 
 	}
 	st := j.rec.status()
 	if st.State == api.JobRunning {
-		st.Running = uint64(len(j.running))
-		st.Pending -= min(st.Pending, st.Running)
+		if un := st.Pending - min(st.Pending, uint64(len(j.assigned))); un > 0 {
+			st.Waiting = map[string]uint64{api.WaitAssign: un}
+		}
 	}
 	return st, j.changed, true
 }
@@ -512,11 +601,37 @@ func (s *Scheduler) statuses() []api.JobStatus {
 	return out
 }
 
-// load returns the number of executions running now.
-func (s *Scheduler) load() int {
+// inFlight reports whether any job has items out with coordinators: more
+// results are on their way.
+func (s *Scheduler) inFlight() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.mu.running
+	for _, j := range s.mu.jobs {
+		if len(j.assigned) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// coordinators lists the nodes coordinating a job's items now.
+func (s *Scheduler) coordinators(jobID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.mu.jobs[jobID]
+	if j == nil {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, a := range j.assigned {
+		set[a.coord] = true
+	}
+	out := make([]string, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // expire forgets jobs whose results have outlived their TTL.

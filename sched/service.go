@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gridnode/gridnode/grid"
@@ -93,11 +94,8 @@ func (n *Node) validateSpec(spec *api.JobSpec) (plugins.Limits, error) {
 	if !n.sandbox.HasModule(h) {
 		return plugins.Limits{}, transport.Errorf(api.CodeModuleMissing, "module %s is not on this node: push it first (gridnode module push FILE)", h)
 	}
-	if p := spec.Policy; p.Attempts < 0 || p.Attempts > 100 {
-		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "policy attempts %d: use 1-100 (0 means the default, 3)", p.Attempts)
-	}
-	if spec.Policy.ResultTTL < 0 {
-		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "policy result TTL %v is negative", spec.Policy.ResultTTL)
+	if err := checkPolicy(spec.Policy); err != nil {
+		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "job policy: %v", err)
 	}
 	lim, err := n.sandbox.Limits(PluginLimits(spec.Policy.Limits))
 	if err != nil {
@@ -134,8 +132,7 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 		return transport.Errorf(transport.CodeBadRequest, "submit must start with a job header: %v", err)
 	}
 	spec := hdr.Spec
-	lim, err := n.validateSpec(&spec)
-	if err != nil {
+	if _, err := n.validateSpec(&spec); err != nil {
 		return err
 	}
 	if k := spec.IdempotencyKey; k != "" {
@@ -218,7 +215,7 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 		}
 		return call.Send(api.SubmitReply{JobID: existing, Items: st.Items, Existed: true})
 	}
-	if err := n.sched.add(rec, lim); err != nil {
+	if err := n.sched.add(rec); err != nil {
 		return wireError(err)
 	}
 	n.metrics.jobsSubmitted.Add(ctx, 1)
@@ -264,11 +261,95 @@ func (n *Node) handleStatus(ctx context.Context, call *transport.ServerCall) err
 	if err := call.Recv(&ref); err != nil {
 		return err
 	}
-	st, err := n.jobStatus(ref.JobID)
+	if home := homeOf(ref.JobID); home != "" && home != n.id.NodeID {
+		var st api.JobStatus
+		if err := n.cluster.Call(ctx, home, api.MethodJobStatus, ref, &st); err != nil {
+			return homeError(ref.JobID, home, err)
+		}
+		return call.Send(st)
+	}
+	st, err := n.fullStatus(ctx, ref.JobID)
 	if err != nil {
 		return wireError(err)
 	}
 	return call.Send(st)
+}
+
+// homeOf is the node that accepted a job and keeps its result log: the
+// first part of its ID (node ID, epoch, serial); "" for an ID of another
+// shape.
+func homeOf(jobID string) string {
+	i := strings.LastIndexByte(jobID, '-')
+	if i <= 0 {
+		return ""
+	}
+	j := strings.LastIndexByte(jobID[:i], '-')
+	if j <= 0 {
+		return ""
+	}
+	return jobID[:j]
+}
+
+// homeError explains a job whose home could not be reached.
+func homeError(jobID, home string, err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te
+	}
+	if errors.Is(err, grid.ErrUnknownMember) {
+		return transport.Errorf(transport.CodeNotFound, "job %s is unknown: its ID names node %s, which is not a member of this cluster", jobID, home)
+	}
+	return transport.Errorf(transport.CodeUnavailable, "job %s is kept by node %s, which this node cannot reach (%v): try again, or ask a node that reaches it", jobID, home, err)
+}
+
+// fullStatus is a job's status with what its coordinators say about the
+// items that are not done.
+func (n *Node) fullStatus(ctx context.Context, jobID string) (api.JobStatus, error) {
+	st, err := n.jobStatus(jobID)
+	if err != nil || st.State != api.JobRunning {
+		return st, err
+	}
+	coords := n.sched.coordinators(jobID)
+	resps := make([]itemsResp, len(coords))
+	var wg sync.WaitGroup
+	for i, c := range coords {
+		wg.Go(func() {
+			r, err := callNode(n, c, methodItems, n.coord.items, &itemsReq{Job: jobID, Example: 5})
+			if err != nil {
+				r = itemsResp{Waiting: map[string]uint64{api.WaitAssign: 0}}
+			}
+			resps[i] = r
+		})
+	}
+	wg.Wait()
+	if st.Waiting == nil {
+		st.Waiting = map[string]uint64{}
+	}
+	seen := map[string]bool{}
+	for _, r := range resps {
+		st.Running += r.Running
+		for k, v := range r.Waiting {
+			st.Waiting[k] += v
+		}
+		for _, e := range r.Examples {
+			if len(st.Unfinished) < 10 {
+				st.Unfinished = append(st.Unfinished, e)
+			}
+		}
+		for _, q := range r.Quarantined {
+			if !seen[q.Node] {
+				seen[q.Node] = true
+				st.Quarantined = append(st.Quarantined, q)
+			}
+		}
+	}
+	for k, v := range st.Waiting {
+		if v == 0 {
+			delete(st.Waiting, k)
+		}
+	}
+	st.Pending -= min(st.Pending, st.Running)
+	return st, nil
 }
 
 func (n *Node) handleCancel(ctx context.Context, call *transport.ServerCall) error {
@@ -278,6 +359,13 @@ func (n *Node) handleCancel(ctx context.Context, call *transport.ServerCall) err
 	}
 	if ref.JobID == "" {
 		return transport.Errorf(transport.CodeBadRequest, "the cancel request names no job ID")
+	}
+	if home := homeOf(ref.JobID); home != "" && home != n.id.NodeID {
+		var st api.JobStatus
+		if err := n.cluster.Call(ctx, home, api.MethodJobCancel, ref, &st); err != nil {
+			return homeError(ref.JobID, home, err)
+		}
+		return call.Send(st)
 	}
 	if err := n.sched.cancel(ref.JobID); err != nil {
 		return wireError(err)
@@ -317,6 +405,9 @@ func (n *Node) handleResults(ctx context.Context, call *transport.ServerCall) er
 	if req.JobID == "" {
 		return transport.Errorf(transport.CodeBadRequest, "the results request names no job ID")
 	}
+	if home := homeOf(req.JobID); home != "" && home != n.id.NodeID {
+		return n.proxyResults(ctx, call, home, req)
+	}
 	cursor := req.Cursor
 	// The store is ahead of the in-memory status while a commit is being
 	// applied: check the cursor against the store.
@@ -353,6 +444,34 @@ func (n *Node) handleResults(ctx context.Context, call *transport.ServerCall) er
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+		}
+	}
+}
+
+// proxyResults serves a job kept by another node: it reads the job's
+// result log from its home and passes every frame on.
+func (n *Node) proxyResults(ctx context.Context, call *transport.ServerCall, home string, req api.ResultsRequest) error {
+	st, err := n.cluster.Stream(ctx, home, api.MethodJobResults)
+	if err != nil {
+		return homeError(req.JobID, home, err)
+	}
+	if err := st.Send(req); err != nil {
+		return homeError(req.JobID, home, err)
+	}
+	if err := st.CloseSend(); err != nil {
+		return homeError(req.JobID, home, err)
+	}
+	for {
+		var b api.ResultBatch
+		err := st.Recv(&b)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return homeError(req.JobID, home, err)
+		}
+		if err := call.Send(b); err != nil {
+			return err
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gridnode/gridnode/sdk/api"
@@ -302,6 +303,27 @@ func (s *Store) Input(jobID string, idx uint64) ([]byte, error) {
 	return out, err
 }
 
+// Inputs returns the inputs of items idxs, in order.
+func (s *Store) Inputs(jobID string, idxs []uint64) ([][]byte, error) {
+	out := make([][]byte, len(idxs))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		jb := tx.Bucket(bJob).Bucket([]byte(jobID))
+		if jb == nil {
+			return fmt.Errorf("%w: job %s", ErrNotFound, jobID)
+		}
+		in := jb.Bucket(bIn)
+		for i, idx := range idxs {
+			v := in.Get(u64(idx))
+			if v == nil {
+				return fmt.Errorf("%w: item %d of job %s", ErrNotFound, idx, jobID)
+			}
+			out[i] = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // DoneItems calls fn for every item index that has a result.
 func (s *Store) DoneItems(jobID string, fn func(idx uint64)) error {
 	return s.db.View(func(tx *bolt.Tx) error {
@@ -347,6 +369,20 @@ func (s *Store) Commit(results []pendingResult) (map[string]*jobRecord, error) {
 			if rec.State != api.JobRunning {
 				continue
 			}
+			if n := uint64(len(r.emitted)); n > 0 {
+				if rec.Items+n > MaxJobItems {
+					r.res.Message = strings.TrimSpace(fmt.Sprintf("%s (its %d emitted children were dropped: the job would pass its limit of %d items)", r.res.Message, n, MaxJobItems))
+				} else {
+					in := tx.Bucket(bJob).Bucket([]byte(r.jobID)).Bucket(bIn)
+					in.FillPercent = 1
+					for i, e := range r.emitted {
+						if err := in.Put(u64(rec.Items+uint64(i)), e); err != nil {
+							return err
+						}
+					}
+					rec.Items += n
+				}
+			}
 			rec.Results++
 			r.res.Seq = rec.Results
 			b, err := transport.Marshal(&r.res)
@@ -361,6 +397,7 @@ func (s *Store) Commit(results []pendingResult) (map[string]*jobRecord, error) {
 			if r.res.OK() {
 				rec.OK++
 			}
+
 			if rec.ByStatus == nil {
 				rec.ByStatus = map[string]uint64{}
 			}
@@ -381,8 +418,21 @@ func (s *Store) Commit(results []pendingResult) (map[string]*jobRecord, error) {
 type pendingResult struct {
 	jobID     string
 	res       api.Result
-	committed bool // set by Commit
+	emitted   [][]byte // child items that enter the job with this result
+	committed bool     // set by Commit
+	slot      int
+	reply     chan<- commitReply // nil for results that need no answer
 }
+
+func (r pendingResult) answer(status uint8) {
+	if r.reply != nil {
+		r.reply <- commitReply{slot: r.slot, status: status}
+	}
+}
+
+// MaxJobItems caps a job's items, emitted children included, so that a
+// module that emits without end cannot fill the disk.
+const MaxJobItems = 1 << 24
 
 // Results returns up to limit results of a job with Seq > after, in order;
 // without withOutput, outputs and logs are left out.

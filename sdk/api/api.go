@@ -63,12 +63,14 @@ type Limits struct {
 	StderrBytes int           `cbor:"4,keyasint,omitempty"`
 }
 
-// Policy is how the grid runs a job's items.
+// Policy is how the grid runs a job's items. Every zero field means its
+// default; invalid combinations are refused at submit (code bad_request).
+// The knobs follow BOINC's: target results, minimum quorum, maximum total
+// and error results, and a per-execution deadline.
 type Policy struct {
 	Limits Limits `cbor:"1,keyasint,omitempty"`
-	// Attempts bounds how often an item is run when its execution fails for a
-	// reason that is not the module's (a crashed worker, a lost node).
-	// 0 means the default (3).
+	// Attempts bounds the executions ever started for one item, the lost
+	// ones (a crashed worker, a dead node) included. 0 means Replicas+2.
 	Attempts int `cbor:"2,keyasint,omitempty"`
 	// Nondeterministic gives executions the real clocks and real randomness.
 	// By default they get a virtual clock and randomness seeded by the item
@@ -77,6 +79,24 @@ type Policy struct {
 	// ResultTTL is how long results stay readable after the job ends.
 	// 0 means the default (72h).
 	ResultTTL time.Duration `cbor:"4,keyasint,omitempty"`
+	// Replicas is how many executions of each item start at once, on
+	// distinct hosts (1-16; 0 means 1).
+	Replicas int `cbor:"5,keyasint,omitempty"`
+	// Quorum is how many executions must produce the same outcome digest
+	// for it to be committed (1..Replicas; 0 means Replicas).
+	Quorum int `cbor:"6,keyasint,omitempty"`
+	// MaxErrors is how many lost executions an item tolerates; one more
+	// fails it (0 means 3).
+	MaxErrors int `cbor:"7,keyasint,omitempty"`
+	// ItemDeadline is how long an execution may take from dispatch to its
+	// report before the item runs elsewhere. 0 means the execution deadline
+	// plus 30 s. It stretches while the cluster is in a crisis.
+	ItemDeadline time.Duration `cbor:"8,keyasint,omitempty"`
+	// Adaptive starts one execution per item and accepts it alone when its
+	// node's results agreed with the canonical ones 10 times in a row and
+	// a draw with probability 1-1/count says so; otherwise the other
+	// replicas check it (BOINC's adaptive replication).
+	Adaptive bool `cbor:"9,keyasint,omitempty"`
 }
 
 // JobSpec describes a job without its items.
@@ -149,6 +169,40 @@ type JobStatus struct {
 	// ByStatus counts results per outcome status ("ok", "exit", "trap", …).
 	ByStatus map[string]uint64 `cbor:"12,keyasint,omitempty"`
 	Expires  time.Time         `cbor:"13,keyasint,omitempty"` // when results are collected
+	// Waiting counts the items that are not done by why: see the Wait*
+	// constants.
+	Waiting map[string]uint64 `cbor:"14,keyasint,omitempty"`
+	// Unfinished describes a few of the items that are not done.
+	Unfinished []ItemState `cbor:"15,keyasint,omitempty"`
+	// Quarantined lists nodes whose results for this job's module kept
+	// disagreeing with the canonical ones: they get none of its items.
+	Quarantined []Quarantine `cbor:"16,keyasint,omitempty"`
+}
+
+// Why an item is not done yet.
+const (
+	WaitAssign   = "waiting for its coordinator" // the view is changing, or its coordinator is unreachable
+	WaitSlot     = "waiting for a slot"          // queued on its executors
+	WaitRunning  = "running"
+	WaitNoNode   = "no node can take it" // fewer free hosts than executions needed
+	WaitDisagree = "executions disagree" // more executions run to break the tie
+	WaitCommit   = "committing"
+)
+
+// ItemState is where one unfinished item stands.
+type ItemState struct {
+	Index       uint64 `cbor:"1,keyasint"`
+	Why         string `cbor:"2,keyasint"`
+	Coordinator string `cbor:"3,keyasint,omitempty"`
+	Executions  int    `cbor:"4,keyasint,omitempty"`
+	Votes       []Vote `cbor:"5,keyasint,omitempty"`
+}
+
+// Quarantine is a node barred from a module's items for a while.
+type Quarantine struct {
+	Node   string    `cbor:"1,keyasint"`
+	Module string    `cbor:"2,keyasint"`
+	Until  time.Time `cbor:"3,keyasint"`
 }
 
 // Done reports whether the job will change no more.
@@ -178,8 +232,25 @@ type Result struct {
 	Digest   string        `cbor:"9,keyasint"`
 	Node     string        `cbor:"10,keyasint,omitempty"` // the executor
 	Duration time.Duration `cbor:"11,keyasint,omitempty"`
-	Attempts int           `cbor:"12,keyasint,omitempty"`
+	Attempts int           `cbor:"12,keyasint,omitempty"` // executions started for the item
+	// Votes are the outcome digests the executions gave, with the nodes
+	// that gave each; the committed one first.
+	Votes []Vote `cbor:"13,keyasint,omitempty"`
 }
+
+// Vote is one outcome digest and the nodes whose executions produced it.
+type Vote struct {
+	Digest string   `cbor:"1,keyasint"`
+	Nodes  []string `cbor:"2,keyasint"`
+}
+
+// Result statuses the grid gives an item it could not decide, beside the
+// sandbox's own (ok, exit, trap, deadline, …).
+const (
+	StatusNoConsensus   = "no_consensus"       // the executions disagreed and attempts ran out; Votes shows them
+	StatusTooManyErrors = "too_many_errors"    // more executions were lost than MaxErrors
+	StatusAttempts      = "attempts_exhausted" // attempts ran out before enough outcomes arrived
+)
 
 // OK reports whether the item ran to a zero exit.
 func (r Result) OK() bool { return r.Status == "ok" }

@@ -1,0 +1,165 @@
+package sched
+
+import (
+	"time"
+
+	"github.com/gridnode/gridnode/sdk/api"
+)
+
+// Methods nodes call on each other to run a job's items. Only nodes may
+// call them: every handler checks the caller's certificate.
+const (
+	methodAssign = "sched.assign" // home → coordinator: items to coordinate
+	methodExec   = "sched.exec"   // coordinator → executor: executions to queue
+	methodReport = "sched.report" // executor → coordinator: finished executions' digests
+	methodTake   = "sched.take"   // coordinator → executor: canonical outcomes, released
+	methodDrop   = "sched.drop"   // coordinator → executor: roll executions back
+	methodCommit = "sched.commit" // coordinator → home: decided items, into the result log
+	methodItems  = "sched.items"  // home → coordinator: why items are not done; cancel a job
+	methodJob    = "sched.job"    // any node → home: a job's header and files
+	methodModule = "sched.module" // any node → any node: a module's bytes by hash (stream)
+)
+
+// jobHeader is what coordinators and executors need of a job: everything
+// but its items and files.
+type jobHeader struct {
+	ID    string      `cbor:"1,keyasint"`
+	Home  string      `cbor:"2,keyasint"` // the node that accepted the job and keeps its result log
+	Spec  api.JobSpec `cbor:"3,keyasint"` // without Files
+	Files bool        `cbor:"4,keyasint,omitempty"`
+}
+
+type assignReq struct {
+	Jobs  []jobHeader  `cbor:"1,keyasint"`
+	Items []assignItem `cbor:"2,keyasint"`
+}
+
+type assignItem struct {
+	Job   string `cbor:"1,keyasint"`
+	Index uint64 `cbor:"2,keyasint"`
+	Input []byte `cbor:"3,keyasint"`
+}
+
+type assignResp struct{}
+
+type execReq struct {
+	Coord    string      `cbor:"1,keyasint"` // the coordinator and its incarnation: when it is gone, its executions are dropped
+	CoordInc uint64      `cbor:"2,keyasint"`
+	Jobs     []jobHeader `cbor:"3,keyasint"`
+	Execs    []execItem  `cbor:"4,keyasint"`
+}
+
+type execItem struct {
+	ID    string `cbor:"1,keyasint"`
+	Job   string `cbor:"2,keyasint"`
+	Index uint64 `cbor:"3,keyasint"`
+	Input []byte `cbor:"4,keyasint"`
+}
+
+// execResp says how many executions, from the first, the executor queued;
+// the rest found its queue full.
+type execResp struct {
+	Accepted int `cbor:"1,keyasint"`
+	Free     int `cbor:"2,keyasint"`
+}
+
+type reportReq struct {
+	From  string       `cbor:"1,keyasint"`
+	Inc   uint64       `cbor:"2,keyasint"`
+	Free  int          `cbor:"3,keyasint"` // queue room after these
+	Execs []execReport `cbor:"4,keyasint"`
+}
+
+// execReport is a finished execution as its coordinator needs it for the
+// vote; the outcome itself stays staged on the executor.
+type execReport struct {
+	ID       string  `cbor:"1,keyasint"`
+	Status   string  `cbor:"2,keyasint"`
+	Digest   string  `cbor:"3,keyasint"`
+	Message  string  `cbor:"4,keyasint,omitempty"`
+	Lost     bool    `cbor:"5,keyasint,omitempty"` // no usable outcome (crashed, cancelled, module missing): it does not vote
+	Progress float64 `cbor:"6,keyasint,omitempty"`
+}
+
+// reportResp lists the executions the coordinator no longer wants (the
+// item was decided, or the coordinator restarted): roll them back.
+type reportResp struct {
+	Drop []string `cbor:"1,keyasint,omitempty"`
+}
+
+type takeReq struct {
+	IDs []string `cbor:"1,keyasint"`
+}
+
+// takeResp holds the outcomes asked for, in order, as many as fit one
+// frame; the caller asks again for the rest.
+type takeResp struct {
+	Outcomes []stagedOutcome `cbor:"1,keyasint"`
+}
+
+type stagedOutcome struct {
+	ID       string        `cbor:"1,keyasint"`
+	Missing  bool          `cbor:"2,keyasint,omitempty"` // not staged here (dropped, or the node restarted)
+	Status   string        `cbor:"3,keyasint,omitempty"`
+	ExitCode uint32        `cbor:"4,keyasint,omitempty"`
+	Stdout   []byte        `cbor:"5,keyasint,omitempty"`
+	Stderr   []byte        `cbor:"6,keyasint,omitempty"`
+	Message  string        `cbor:"7,keyasint,omitempty"`
+	Digest   string        `cbor:"8,keyasint,omitempty"`
+	Duration time.Duration `cbor:"9,keyasint,omitempty"`
+	Emitted  [][]byte      `cbor:"10,keyasint,omitempty"`
+}
+
+type dropReq struct {
+	IDs []string `cbor:"1,keyasint"`
+}
+
+type dropResp struct{}
+
+type commitReq struct {
+	From  string       `cbor:"1,keyasint"`
+	Items []commitItem `cbor:"2,keyasint"`
+}
+
+type commitItem struct {
+	Job     string     `cbor:"1,keyasint"`
+	Result  api.Result `cbor:"2,keyasint"`
+	Emitted [][]byte   `cbor:"3,keyasint,omitempty"` // child items that enter the job with this result
+}
+
+// Commit outcomes, one per item.
+const (
+	commitDone      uint8 = iota + 1 // now in the result log
+	commitDuplicate                  // the item already had a result: drop this one
+	commitGone                       // the job is gone or no longer running
+)
+
+type commitResp struct {
+	Status []uint8 `cbor:"1,keyasint"`
+}
+
+type itemsReq struct {
+	Job     string `cbor:"1,keyasint"`
+	Cancel  bool   `cbor:"2,keyasint,omitempty"`
+	Example int    `cbor:"3,keyasint,omitempty"` // how many unfinished items to describe
+}
+
+type itemsResp struct {
+	Running     uint64            `cbor:"1,keyasint"`
+	Waiting     map[string]uint64 `cbor:"2,keyasint,omitempty"`
+	Examples    []api.ItemState   `cbor:"3,keyasint,omitempty"`
+	Quarantined []api.Quarantine  `cbor:"4,keyasint,omitempty"`
+}
+
+type jobReq struct {
+	ID string `cbor:"1,keyasint"`
+}
+
+type jobResp struct {
+	Job   jobHeader         `cbor:"1,keyasint"`
+	Files map[string][]byte `cbor:"2,keyasint,omitempty"`
+}
+
+type moduleReq struct {
+	Hash string `cbor:"1,keyasint"`
+}
