@@ -24,7 +24,16 @@
 //     directory is mounted read-write at /tmp and removed after the execution;
 //   - the host module "grid" provides progress(f64): values are clamped to
 //     0..1 and the last one is Outcome.Progress (not part of the digest). A
-//     module that does not import "grid" works without our SDK.
+//     module that does not import "grid" works without our SDK;
+//   - grid.emit(ptr i32, len i32) -> i32 stages a child item of the same job
+//     whose input is a copy of len bytes of memory at ptr. It returns 0 on
+//     success; 1 when MaxEmitItems children were emitted already; 2 when the
+//     input exceeds MaxEmitInput or the total would exceed MaxEmitBytes; 3
+//     when [ptr, ptr+len) is outside the module's memory (checked in that
+//     order; a refused call emits nothing and never traps). The children are
+//     Outcome.Emitted, in order, kept only when the status is ok and covered
+//     by the digest; the scheduler adds them to the job only if the outcome
+//     wins the vote.
 //
 // Any other import is refused when the module is added (ErrMissingImport lists
 // them all). WebAssembly components are refused with a hint to rebuild for
@@ -47,10 +56,13 @@
 //
 // Outcome.Digest is sha256 over
 //
-//	field("gridnode/plugins outcome v1") field(status) u32be(exit code) field(trap kind) field(stdout) u32be(0)
+//	field("gridnode/plugins outcome v1") field(status) u32be(exit code) field(trap kind) field(stdout)
+//	u32be(n) field(child 1) … field(child n)
 //
-// with field(b) = u64be(len(b)) ‖ b and the final u32 counting staged effects
-// (none yet). For deadline, cancelled, crashed and module_not_found, stdout is
+// with field(b) = u64be(len(b)) ‖ b and n the number of emitted children
+// (Outcome.Emitted; always 0 unless the status is ok). An execution that
+// emits nothing ends in u32be(0), as it did before grid.emit existed, so its
+// digest did not change. For deadline, cancelled, crashed and module_not_found, stdout is
 // encoded as empty: how far a module got before a wall-clock event is not a
 // property of the item. Message, Stack, Stderr, Progress and Duration are not
 // digested. Changing the encoding means changing the version string.
@@ -93,6 +105,16 @@
 // Binaries that use process isolation must call MaybeServeWorker first thing
 // in main (and test binaries in TestMain): the default worker command is the
 // binary itself with GRIDNODE_WORKER=1.
+//
+// # Fault injection (test builds only)
+//
+// Binaries built with -tags gridnode_faults read GRIDNODE_FAULT_WRONG_OUTPUT=<p>
+// (a probability in [0, 1]): Execute then appends "\x00faulty" to the stdout of
+// the ok outcomes of a share p of the items, chosen by a hash of the item ID,
+// and recomputes the digest, so the node is consistently, plausibly wrong and
+// the vote can be tested with real disagreement. Open logs a warning when it is
+// active. Without the tag no code reads the variable; FaultsBuilt says which
+// build this is.
 //
 // # Memory
 //

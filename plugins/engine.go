@@ -58,6 +58,7 @@ func newEngine(ctx context.Context, cacheDir string, cooperative bool) (*engine,
 		var grid api.Module
 		grid, err = rt.NewHostModuleBuilder("grid").
 			NewFunctionBuilder().WithFunc(hostProgress).WithParameterNames("fraction").Export("progress").
+			NewFunctionBuilder().WithFunc(hostEmit).WithParameterNames("ptr", "len").WithResultNames("status").Export("emit").
 			Instantiate(ctx)
 		if err == nil {
 			for _, m := range []api.Module{rt.Module(wasi_snapshot_preview1.ModuleName), grid} {
@@ -185,7 +186,7 @@ func (e *engine) checkImports(cm wazero.CompiledModule) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: the module needs %s, but the grid provides only wasi_snapshot_preview1 and grid.progress", ErrMissingImport, strings.Join(missing, ", "))
+	return fmt.Errorf("%w: the module needs %s, but the grid provides only wasi_snapshot_preview1, grid.progress and grid.emit", ErrMissingImport, strings.Join(missing, ", "))
 }
 
 func sig(f api.FunctionDefinition) string {
@@ -202,6 +203,7 @@ func sig(f api.FunctionDefinition) string {
 // execState is what the host functions of one execution share.
 type execState struct {
 	progress atomic.Uint64 // math.Float64bits
+	emitted  emitted       // grid.emit
 }
 
 type execStateKey struct{}
@@ -252,16 +254,23 @@ func newExecution(t Task) *execution {
 // exitCodeStopped is the exit code we use to stop a guest from a host call.
 const exitCodeStopped = 0xeffffffe
 
-// snapshot returns what the execution produced so far, for status s.
+// snapshot returns what the execution produced so far, sealed with status s.
 func (x *execution) snapshot(s Status, msg string) runResult {
-	var r runResult
+	r := x.produced()
 	r.Status, r.Message = s, msg
+	r.seal()
+	return r
+}
+
+// produced returns what the execution produced so far, without a status or digest.
+func (x *execution) produced() runResult {
+	var r runResult
 	r.Stdout = x.stdout.bytes()
 	r.Stderr, r.StderrTruncated = x.stderr.tail()
 	r.Progress = math.Float64frombits(x.st.progress.Load())
+	r.Emitted = x.st.emitted.list()
 	r.MemoryHit = x.alloc.hit.Load()
 	r.Duration = time.Since(x.start)
-	r.Digest = computeDigest(&r.Outcome)
 	return r
 }
 
@@ -311,9 +320,9 @@ func (e *engine) runExecution(ctx context.Context, c *compiled, x *execution, sc
 	if mod != nil {
 		mod.Close(context.WithoutCancel(ctx))
 	}
-	res := x.snapshot("", "")
+	res := x.produced()
 	classify(&res, err, ctx, runCtx, t, lim)
-	res.Digest = computeDigest(&res.Outcome)
+	res.seal()
 	return res
 }
 

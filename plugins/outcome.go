@@ -35,6 +35,7 @@ type Outcome struct {
 	Trap            string   // trap kind, e.g. "unreachable"
 	Stack           []string // wasm stack frames, innermost first, when the module has names
 	Progress        float64  // last value passed to grid.progress; not part of the digest
+	Emitted         [][]byte // child item inputs passed to grid.emit, in order; staged, and only when Status is ok
 	Digest          Hash
 	Duration        time.Duration
 }
@@ -65,12 +66,25 @@ func stdoutInDigest(s Status) bool {
 	return true
 }
 
+// seal drops the staged effects of an execution that did not succeed (they
+// never apply, and must not make two failures disagree) and computes the digest.
+func (o *Outcome) seal() {
+	if o.Status != StatusOK {
+		o.Emitted = nil
+	}
+	o.Digest = computeDigest(o)
+}
+
 // computeDigest hashes the canonical encoding of an outcome:
 //
-//	field(digestVersion) field(status) u32be(exit code) field(trap kind) field(stdout) u32be(number of staged effects = 0)
+//	field(digestVersion) field(status) u32be(exit code) field(trap kind) field(stdout)
+//	u32be(n) field(e1) … field(en)
 //
-// where field(b) = u64be(len(b)) ‖ b, and stdout is empty for statuses whose
-// output was cut by wall-clock events (deadline, cancelled, crashed, module_not_found).
+// where field(b) = u64be(len(b)) ‖ b, e1…en are the emitted child inputs in
+// emission order (Outcome.Emitted; n = 0 ends the encoding of an execution
+// that emitted nothing, exactly as before emit existed), and stdout is empty
+// for statuses whose output was cut by wall-clock events (deadline, cancelled,
+// crashed, module_not_found).
 // Message, Stack, Stderr, Progress and Duration are not part of it: they may
 // legitimately differ between two honest runs.
 func computeDigest(o *Outcome) Hash {
@@ -94,6 +108,9 @@ func computeDigest(o *Outcome) Hash {
 	} else {
 		field(nil)
 	}
-	u32(0) // staged effects: none yet
+	u32(uint32(len(o.Emitted))) // staged effects: the emitted children
+	for _, e := range o.Emitted {
+		field(e)
+	}
 	return Hash(hashPrefix + hex.EncodeToString(h.Sum(nil)))
 }

@@ -12,7 +12,7 @@ func TestProtocolRoundTrip(t *testing.T) {
 	msgs := []*message{
 		{Kind: msgRun, ID: 7, Task: &Task{Module: HashOf(nil), ItemID: "i", Input: []byte("x"), Env: map[string]string{"a": "b"}}, Scratch: "/s"},
 		{Kind: msgRun, ID: 8, Task: &Task{ItemID: "j"}},
-		{Kind: msgResult, ID: 8, Result: &runResult{Outcome: Outcome{Status: StatusOK, Stdout: []byte("hi")}}},
+		{Kind: msgResult, ID: 8, Result: &runResult{Outcome: Outcome{Status: StatusOK, Stdout: []byte("hi"), Emitted: [][]byte{[]byte("c0"), {}, []byte("c2")}}}},
 	}
 	for _, m := range msgs {
 		if err := enc.send(m); err != nil {
@@ -27,7 +27,7 @@ func TestProtocolRoundTrip(t *testing.T) {
 	if out, err := dec.recv(); err != nil || out.ID != 8 || out.Task.ItemID != "j" {
 		t.Fatalf("second message on the same stream: %+v %v", out, err)
 	}
-	if out, err := dec.recv(); err != nil || string(out.Result.Stdout) != "hi" {
+	if out, err := dec.recv(); err != nil || string(out.Result.Stdout) != "hi" || !equalChildren(out.Result.Emitted, msgs[2].Result.Emitted) {
 		t.Fatalf("third message: %+v %v", out, err)
 	}
 	if _, err := dec.recv(); err == nil {

@@ -23,9 +23,10 @@ type Raw struct {
 func NewRaw(ctx context.Context, wasm []byte) (*Raw, error) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	_, err := wasi_snapshot_preview1.Instantiate(ctx, rt)
-	if err == nil { // modules built with the guest SDK import grid.progress
+	if err == nil { // modules built with the guest SDK import grid.progress and grid.emit
 		_, err = rt.NewHostModuleBuilder("grid").
 			NewFunctionBuilder().WithFunc(func(float64) {}).Export("progress").
+			NewFunctionBuilder().WithFunc(func(uint32, uint32) uint32 { return 0 }).Export("emit"). // accepts and drops children
 			Instantiate(ctx)
 	}
 	if err != nil {

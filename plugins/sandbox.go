@@ -70,6 +70,7 @@ type Sandbox struct {
 	slots   chan struct{}
 	scratch string // this Sandbox's private scratch root
 	tempDir bool   // cfg.Dir was made by Open
+	faults  faults // injected faults; always off unless built with -tags gridnode_faults
 
 	runaways atomic.Int64 // in-process executions that did not stop in time
 	inflight sync.WaitGroup
@@ -98,6 +99,12 @@ func Open(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	s.log = c.Logger.With("pkg", "plugins")
 	s.max = nodeMax(c.Max)
+	f, err := loadFaults()
+	if err != nil {
+		return nil, err
+	}
+	s.faults = f
+	f.warn(s.log)
 	if c.Dir == "" {
 		d, err := os.MkdirTemp("", "gridnode-plugins-")
 		if err != nil {
@@ -181,12 +188,13 @@ func (s *Sandbox) Execute(ctx context.Context, t Task) (o Outcome) {
 			s.log.Error("execute panicked", "module", t.Module, "item", t.ItemID, "panic", r)
 			o = Outcome{Status: StatusCrashed, Message: fmt.Sprintf("internal error: %v", r)}
 		}
-		if o.Digest == "" {
-			o.Digest = computeDigest(&o)
+		if o.Digest == "" || (o.Status != StatusOK && o.Emitted != nil) {
+			o.seal()
 		}
 		if o.Duration == 0 {
 			o.Duration = time.Since(start)
 		}
+		s.faults.apply(&o, t.ItemID)
 	}()
 	s.mu.Lock()
 	if s.mu.closed {
@@ -282,7 +290,7 @@ func moduleErrorOutcome(h Hash, err error) Outcome {
 	default:
 		o.Status = StatusCrashed
 	}
-	o.Digest = computeDigest(&o)
+	o.seal()
 	return o
 }
 

@@ -4,7 +4,12 @@
 // with ./build.sh.
 package testdata
 
-import _ "embed"
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"strconv"
+)
 
 // Example and benchmark modules.
 var (
@@ -14,7 +19,17 @@ var (
 	Echo []byte // WAT: stdin → stdout
 	//go:embed work/work.wasm
 	Work []byte // WAT: decimal N → N rounds of integer mixing (see WorkOutput)
+	//go:embed emit/emit.wasm
+	Emit []byte // Go, guest SDK: "parent N" emits children "child 0" … "child N-1"; "child I" → EmitChildOutput(I)
 )
+
+// EmitChildOutput is what emit.wasm prints for input "child i": "child i ",
+// the first 8 bytes of sha256("child i") in lowercase hex, and "\n".
+func EmitChildOutput(i int) string {
+	in := "child " + strconv.Itoa(i)
+	sum := sha256.Sum256([]byte(in))
+	return in + " " + hex.EncodeToString(sum[:8]) + "\n"
+}
 
 // WorkOutput is what work.wasm prints for input n: the native twin of its
 // mixing function, so that a test can check every byte of its output.

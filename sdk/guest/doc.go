@@ -32,12 +32,18 @@
 // identical bytes. Do not rely on wall-clock time or true randomness unless
 // the job opts out of determinism.
 //
-// Calling [Progress] makes the module import grid.progress. Such a module
-// runs only on a host that provides that import (a gridnode agent does);
-// a plain WASI runtime will refuse to instantiate it. Modules that never
-// call Progress have no "grid" imports at all.
+// [Emit] adds a child work item to the same job. Children are staged with
+// the execution's outcome: they join the job only if the module exits 0 and
+// its outcome wins the item's vote. At most 1024 children per execution,
+// 1 MiB per child input and 4 MiB in total.
+//
+// Calling [Progress] or [Emit] makes the module import grid.progress or
+// grid.emit. Such a module runs only on a host that provides those imports
+// (a gridnode agent does); a plain WASI runtime will refuse to instantiate
+// it. Modules that call neither have no "grid" imports at all.
 //
 // This package never touches the network or the host beyond stdin, stdout,
 // stderr, args, env and the grid imports. It compiles on every platform so
-// that job code can be unit-tested natively; there Progress does nothing.
+// that job code can be unit-tested natively; there Progress does nothing and
+// Emit returns an error.
 package guest

@@ -3,6 +3,7 @@ package guest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -100,4 +101,32 @@ func TestLogfAddsOneNewline(t *testing.T) {
 func TestProgressIsNoOpNatively(t *testing.T) {
 	Progress(0.5) // must neither panic nor block outside wasip1
 	Progress(math.NaN())
+}
+
+func TestEmitFailsNatively(t *testing.T) {
+	err := Emit([]byte("child 0"))
+	if err == nil || !strings.Contains(err.Error(), "only inside the grid") {
+		t.Fatalf("Emit outside wasip1 = %v, want an error saying it works only inside the grid", err)
+	}
+}
+
+func TestEmitError(t *testing.T) {
+	tests := []struct {
+		code uint32
+		n    int
+		want string // "" = nil
+	}{
+		{0, 10, ""},
+		{1, 10, "guest: emit: more than 1024 children in one execution"},
+		{2, 1<<20 + 1, "guest: emit: child input of 1048577 bytes exceeds the 1048576 byte (1 MiB) limit per child"},
+		{2, 1 << 20, "guest: emit: child input of 1048576 bytes would take this execution's children past 4194304 bytes (4 MiB) in total"},
+		{3, 10, "guest: emit: the input is outside the module's memory"},
+		{7, 10, "guest: emit: the host returned unknown code 7"},
+	}
+	for _, tc := range tests {
+		err := emitError(tc.code, tc.n)
+		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
+			t.Errorf("emitError(%d, %d) = %v, want %q", tc.code, tc.n, err, tc.want)
+		}
+	}
 }
