@@ -58,6 +58,7 @@ type citem struct {
 	phase   itemPhase
 	stalled bool    // in the coordinator's stalled list
 	noNode  bool    // stalled for want of hosts, not of room
+	seq     int     // executions ever named: IDs are never reused
 	draw    float64 // adaptive replication's draw, fixed per item
 	votes   []api.Vote
 	taking  *cexec
@@ -427,8 +428,9 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 		}
 	}
 	for _, m := range ms {
+		it.seq++
 		x := &cexec{
-			id: fmt.Sprintf("%s.%d", it.id, len(it.execs)+1), item: it, node: m.NodeID, inc: m.Incarnation,
+			id: fmt.Sprintf("%s.%d", it.id, it.seq), item: it, node: m.NodeID, inc: m.Incarnation,
 			host: m.Host(), state: ExecPending, sent: now,
 		}
 		it.execs = append(it.execs, x)
@@ -484,7 +486,7 @@ func (c *coordinator) failLocked(it *citem, reason string) {
 	case ReasonTooManyErrors:
 		msg = fmt.Sprintf("more than %d executions were lost: %s", it.job.policy.MaxErrors, c.lossesOf(it))
 	default:
-		msg = fmt.Sprintf("all %d attempts were used before %d executions agreed: %s", it.job.policy.Attempts, it.job.policy.Quorum, c.lossesOf(it))
+		msg = fmt.Sprintf("%d of %d attempts used and %d executions cannot agree with those left: %s", len(it.execs), it.job.policy.Attempts, it.job.policy.Quorum, c.lossesOf(it))
 	}
 	res := api.Result{Index: it.idx, ItemID: it.id, Status: reason, Message: msg, Attempts: len(it.execs), Votes: it.votes}
 	c.commitLocked(it, res, nil)

@@ -490,7 +490,7 @@ func TestFailuresNotTheModulesAreRetriedThenReported(t *testing.T) {
 	}
 	got := readAll(t, cl.c, reply.JobID, 0)
 	r := got[0]
-	if r.Status != api.StatusAttempts || r.Attempts != 2 || !strings.Contains(r.Message, "all 2 attempts were used") || !strings.Contains(r.Message, "could not be fetched") {
+	if r.Status != api.StatusAttempts || r.Attempts != 2 || !strings.Contains(r.Message, "2 of 2 attempts used") || !strings.Contains(r.Message, "could not be fetched") {
 		t.Fatalf("result %+v: want attempts_exhausted after 2 attempts, naming the missing module", r)
 	}
 }

@@ -1,0 +1,285 @@
+package sched
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gridnode/gridnode/plugins"
+	"github.com/gridnode/gridnode/sdk"
+	"github.com/gridnode/gridnode/sdk/api"
+	"github.com/gridnode/gridnode/testdata"
+	"github.com/gridnode/gridnode/transport"
+)
+
+// testGrid is a few nodes on an in-memory network, each on its own host
+// label, with a client on the first.
+type testGrid struct {
+	t     *testing.T
+	net   *transport.MemNetwork
+	nodes []*Node
+	c     *sdk.Client
+}
+
+func newTestGrid(t *testing.T, n int) *testGrid {
+	t.Helper()
+	g := &testGrid{t: t, net: transport.NewMemNetwork(1)}
+	var w io.Writer = io.Discard
+	if os.Getenv("GRIDNODE_TEST_DEBUG") != "" {
+		w = os.Stderr
+	}
+	for i := range n {
+		id := fmt.Sprintf("n%d", i+1)
+		cfg := Config{
+			DataDir: t.TempDir(), ListenAddr: id + ":1", NodeID: id, Isolation: plugins.InProcess, Slots: 2,
+			Labels:  map[string]string{"host": "h" + strconv.Itoa(i+1)},
+			Network: g.net.Host(id, transport.Peer{Role: transport.RoleNode, ID: id}),
+			Logger:  slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name()),
+		}
+		if i > 0 {
+			cfg.Join = []string{"n1:1"}
+		}
+		nd, err := StartNode(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.nodes = append(g.nodes, nd)
+	}
+	t.Cleanup(g.close)
+	// Wait until every node sees every other alive, and the monitors are
+	// settled: a kill before then could take the majority with it.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, nd := range g.nodes {
+		for len(nd.view().Live()) < n || len(nd.view().Monitors()) < min(n, 3) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s sees %d live members, want %d", nd.id.NodeID, len(nd.view().Live()), n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c, err := sdk.Dial(context.Background(), sdk.Config{Addr: "n1:1",
+		Network: g.net.Host("client", transport.Peer{Role: transport.RoleClient, ID: "test"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.c = c
+	return g
+}
+
+func (g *testGrid) close() {
+	if g.c != nil {
+		g.c.Close()
+	}
+	for _, nd := range g.nodes {
+		nd.Close()
+	}
+}
+
+func (g *testGrid) push(wasm []byte) string {
+	g.t.Helper()
+	r, err := g.c.PushModule(context.Background(), wasm)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return r.Hash
+}
+
+// results follows a job's results to the end, failing on an item returned
+// twice.
+func (g *testGrid) results(c *sdk.Client, job string) map[uint64]api.Result {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := map[uint64]api.Result{}
+	rs := c.Results(job, sdk.ResultsOptions{Follow: true})
+	defer rs.Close()
+	for r, err := range rs.All(ctx) {
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		if _, dup := out[r.Index]; dup {
+			g.t.Fatalf("item %d committed twice", r.Index)
+		}
+		out[r.Index] = r
+	}
+	return out
+}
+
+// faulty makes a node's executions return wrong outputs: honest-looking
+// outcomes with other bytes, so that only the vote can tell.
+type faulty struct {
+	run  runner
+	mu   sync.Mutex
+	runs int
+}
+
+func (f *faulty) Execute(ctx context.Context, t plugins.Task) plugins.Outcome {
+	o := f.run.Execute(ctx, t)
+	if o.Status == plugins.StatusOK {
+		o.Stdout = append(bytes.Clone(o.Stdout), "wrong"...)
+		o.Digest = plugins.HashOf(append([]byte("faulty:"), o.Stdout...))
+	}
+	f.mu.Lock()
+	f.runs++
+	f.mu.Unlock()
+	return o
+}
+
+func workItems(n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = []byte(strconv.Itoa(i % 200))
+	}
+	return out
+}
+
+func checkWork(t *testing.T, got map[uint64]api.Result, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("%d results, want %d", len(got), n)
+	}
+	for i := range uint64(n) {
+		r := got[i]
+		if want := testdata.WorkOutput(i % 200); r.Status != "ok" || string(r.Output) != want {
+			t.Fatalf("item %d: %s %q (%s), want %q", i, r.Status, r.Output, r.Message, want)
+		}
+	}
+}
+
+func TestGridReplicasRunOnDistinctHostsAndCommitOnce(t *testing.T) {
+	g := newTestGrid(t, 3)
+	mod := g.push(testdata.Work)
+	const n = 600
+	reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod, Policy: api.Policy{Replicas: 2, Quorum: 2}}, sdk.Items(workItems(n)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := g.results(g.c, reply.JobID)
+	checkWork(t, got, n)
+	ran := map[string]int{}
+	for i, r := range got {
+		if len(r.Votes) != 1 || len(r.Votes[0].Nodes) != 2 || r.Votes[0].Nodes[0] == r.Votes[0].Nodes[1] || r.Votes[0].Digest != r.Digest {
+			t.Fatalf("item %d: votes %+v, want one digest from two nodes", i, r.Votes)
+		}
+		for _, nd := range r.Votes[0].Nodes {
+			ran[nd]++
+		}
+	}
+	if len(ran) != 3 {
+		t.Fatalf("executions per node %v: want all three nodes used", ran)
+	}
+	// Results read through another node are the same log.
+	c2, err := sdk.Dial(context.Background(), sdk.Config{Addr: "n3:1",
+		Network: g.net.Host("client2", transport.Peer{Role: transport.RoleClient, ID: "test2"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	checkWork(t, g.results(c2, reply.JobID), n)
+	st, err := c2.Status(context.Background(), reply.JobID)
+	if err != nil || st.State != api.JobDone || st.Committed != n {
+		t.Fatalf("status through n3: %+v %v", st, err)
+	}
+	t.Logf("executions per node: %v", ran)
+}
+
+func TestGridFaultyNodeIsOutvotedAndQuarantined(t *testing.T) {
+	for _, tc := range []struct {
+		replicas, quorum int
+	}{{3, 2}, {2, 2}} {
+		t.Run(fmt.Sprintf("replicas%d-quorum%d", tc.replicas, tc.quorum), func(t *testing.T) {
+			g := newTestGrid(t, 3)
+			bad := &faulty{run: g.nodes[2].exec.run}
+			g.nodes[2].exec.run = bad
+			mod := g.push(testdata.Work)
+			const n = 300
+			reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod, Policy: api.Policy{Replicas: tc.replicas, Quorum: tc.quorum}}, sdk.Items(workItems(n)...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := g.results(g.c, reply.JobID)
+			checkWork(t, got, n)
+			extra := 0
+			for _, r := range got {
+				if r.Attempts > tc.replicas {
+					extra++
+				}
+				for _, nd := range r.Votes[0].Nodes {
+					if nd == "n3" {
+						t.Fatalf("item %d: the faulty node's digest was canonical: %+v", r.Index, r.Votes)
+					}
+				}
+			}
+			quarantined := 0
+			for _, nd := range g.nodes {
+				nd.coord.mu.Lock()
+				if nd.coord.mu.rep.Quarantined("n3", mod, time.Now()) {
+					quarantined++
+				}
+				nd.coord.mu.Unlock()
+			}
+			bad.mu.Lock()
+			runs := bad.runs
+			bad.mu.Unlock()
+			if quarantined == 0 {
+				t.Fatalf("no coordinator quarantined the faulty node (it ran %d executions)", runs)
+			}
+			if tc.replicas == 2 && extra == 0 {
+				t.Fatal("with replicas 2 no item needed a third execution")
+			}
+			t.Logf("faulty node ran %d executions; %d of %d items needed more than %d; %d coordinators quarantined it", runs, extra, n, tc.replicas, quarantined)
+		})
+	}
+}
+
+func TestGridExecutorDeathMovesItsItems(t *testing.T) {
+	g := newTestGrid(t, 3)
+	mod := g.push(testdata.Work)
+	const n = 400
+	// Slow items, so that the kill lands mid-job.
+	items := make([][]byte, n)
+	for i := range items {
+		items[i] = []byte("200000")
+	}
+	reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod, Policy: api.Policy{Replicas: 2, Quorum: 2}}, sdk.Items(items...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := g.c.Status(context.Background(), reply.JobID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Committed > 20 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	g.nodes[2].Close() // a crash, as far as the others can tell
+	got := g.results(g.c, reply.JobID)
+	if len(got) != n {
+		t.Fatalf("%d results, want %d", len(got), n)
+	}
+	want := testdata.WorkOutput(200000)
+	after := 0
+	for _, r := range got {
+		if r.Status != "ok" || string(r.Output) != want {
+			t.Fatalf("item %d: %s %q %s", r.Index, r.Status, r.Output, r.Message)
+		}
+		if strings.Contains(fmt.Sprint(r.Votes), "n3") {
+			continue
+		}
+		after++
+	}
+	if after == 0 {
+		t.Fatal("every item ran on the killed node: the kill landed after the job")
+	}
+}
