@@ -56,9 +56,13 @@ func newTestGrid(t *testing.T, n int) *testGrid {
 	t.Cleanup(g.close)
 	// Wait until every node sees every other alive, and the monitors are
 	// settled: a kill before then could take the majority with it.
+	monitors := 1
+	if n >= 3 {
+		monitors = 3
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, nd := range g.nodes {
-		for len(nd.view().Live()) < n || len(nd.view().Monitors()) < min(n, 3) {
+		for len(nd.view().Live()) < n || len(nd.view().Monitors()) < monitors {
 			if time.Now().After(deadline) {
 				t.Fatalf("node %s sees %d live members, want %d", nd.id.NodeID, len(nd.view().Live()), n)
 			}
@@ -281,5 +285,88 @@ func TestGridExecutorDeathMovesItsItems(t *testing.T) {
 	}
 	if after == 0 {
 		t.Fatal("every item ran on the killed node: the kill landed after the job")
+	}
+}
+
+func TestGridEmittedChildrenEnterTheJobOnce(t *testing.T) {
+	g := newTestGrid(t, 3)
+	mod := g.push(testdata.Emit)
+	const parents, children = 20, 5
+	items := make([][]byte, parents)
+	for i := range items {
+		items[i] = []byte(fmt.Sprintf("parent %d", children))
+	}
+	reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod, Policy: api.Policy{Replicas: 2}}, sdk.Items(items...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := g.results(g.c, reply.JobID)
+	if len(got) != parents*(1+children) {
+		t.Fatalf("%d results, want %d parents and %d children", len(got), parents, parents*children)
+	}
+	count := map[string]int{}
+	for _, r := range got {
+		if r.Status != "ok" {
+			t.Fatalf("item %d: %s %s", r.Index, r.Status, r.Message)
+		}
+		if r.Index < parents && (len(r.Votes) != 1 || len(r.Votes[0].Nodes) != 2) {
+			t.Fatalf("parent %d: votes %+v, want two agreeing executions", r.Index, r.Votes)
+		}
+		count[string(r.Output)]++
+	}
+	if n := count[fmt.Sprintf("parent %d emitted %d\n", children, children)]; n != parents {
+		t.Fatalf("%d parent results, want %d", n, parents)
+	}
+	for i := range children {
+		if n := count[testdata.EmitChildOutput(i)]; n != parents {
+			t.Fatalf("child %d: %d results, want %d (one per parent, though every parent ran twice)", i, n, parents)
+		}
+	}
+}
+
+func TestGridStatusSaysWhyItemsWait(t *testing.T) {
+	g := newTestGrid(t, 2)
+	mod := g.push(testdata.Work)
+	// Three distinct hosts needed, two exist: no item can be placed whole.
+	reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod, Policy: api.Policy{Replicas: 3, Quorum: 3}}, sdk.Items(workItems(4)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := g.c.Status(context.Background(), reply.JobID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Waiting[api.WaitNoNode] == 4 && len(st.Unfinished) == 4 && st.Unfinished[0].Why == api.WaitNoNode {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v: want all 4 items waiting with %q", st, api.WaitNoNode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := g.c.Cancel(context.Background(), reply.JobID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGridRefusesPoliciesThatCannotWork(t *testing.T) {
+	g := newTestGrid(t, 1)
+	mod := g.push(testdata.Work)
+	for _, tc := range []struct {
+		p    api.Policy
+		want string
+	}{
+		{api.Policy{Replicas: 2, Quorum: 3}, "quorum 3 is more than replicas 2"},
+		{api.Policy{Replicas: 17}, "replicas"},
+		{api.Policy{Replicas: 3, Attempts: 2}, "attempts"},
+		{api.Policy{Replicas: -1}, "negative"},
+		{api.Policy{Adaptive: true}, "adaptive replication needs replicas of 2 or more"},
+	} {
+		_, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod, Policy: tc.p}, sdk.Items([]byte("1")))
+		if transport.CodeOf(err) != transport.CodeBadRequest || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("policy %+v: %v, want bad_request naming %q", tc.p, err, tc.want)
+		}
 	}
 }
