@@ -1,20 +1,50 @@
-// Package sched turns accepted jobs into committed results.
+// Package sched turns accepted jobs into committed results across the
+// cluster.
 //
-// It owns the job records and their result logs (a bbolt store in the node's
-// data dir, fsynced before anything is acknowledged), the executor slots that
-// run items in the plugins sandbox, the committer that appends each item's
-// outcome to its job's result log exactly once, and the client API a node
-// serves over transport (module push, submit, status, results, cancel).
+// A node plays three parts, for different jobs and items at once:
 //
-// An item's ID is hash(job ID, index): the key that placement will use once
-// the grid spreads items over many nodes. A job ID is stamped by the node
-// that accepted it: its node ID, the epoch, and a durable serial.
+//   - Home (scheduler.go, store.go): the node that accepted a job keeps its
+//     record, item inputs and result log in a bbolt store in its data dir,
+//     fsynced before anything is acknowledged. It assigns each item to the
+//     primary of the item's bucket under the current view, a window at a
+//     time, and appends the coordinators' decisions to the job's result log
+//     in commit order, exactly once (the done bitset and the single
+//     committer decide). An item stays with its coordinator until it
+//     commits or the coordinator leaves the view or restarts; only then does
+//     it move, so a join moves nothing in flight. The job ID names the home.
+//   - Coordinator (coordinator.go): for each item assigned to it, it places
+//     Replicas executions by capacity-weighted rendezvous on distinct hosts
+//     (placement.go), skipping executors whose queue is full and nodes
+//     quarantined for the job's module; follows them through the executors'
+//     reports and, as a fallback, their heartbeat inventories (running: the
+//     deadline starts; finished: the digest; absent after a restart: lost);
+//     tallies their outcome digests (vote.go); fetches the canonical outcome
+//     from one executor that gave it; rolls back every other execution; and
+//     hands the result (with any children the execution emitted) to the
+//     home. Disagreement and lost executions add executions until a quorum
+//     agrees or the attempts run out. Reputation (reputation.go) counts per
+//     node and module the results that agreed in a row, quarantines nodes
+//     that keep disagreeing, and drives adaptive replication.
+//   - Executor (executor.go): a bounded queue and one goroutine per slot;
+//     it fetches a module it lacks from a peer by hash (and checks the
+//     hash), runs the execution in the plugins sandbox, and keeps its
+//     outcome staged until the coordinator takes or drops it. Executions
+//     whose coordinator is gone are rolled back.
 //
-// The node joins its cluster through grid at start. While grid says the
-// node holds no quorum, the node refuses new jobs (code no_quorum) and its
-// committer holds outcomes in memory instead of committing them.
+// Every hop between the parts is batched (outbox.go) and a call a node
+// makes to itself skips the network, so a single node pays almost nothing
+// for being a grid. The node-to-node methods (wire.go) accept only callers
+// with a node certificate.
 //
-// sched must never talk to sockets directly (transport does) and never run
-// WebAssembly itself (plugins does). A result is visible to clients only
-// after it is durable; a job is acknowledged only after all of its items are.
+// While grid says the node holds no quorum, the node refuses new jobs
+// (code no_quorum) and its committer holds results in memory.
+//
+// The vote, placement and reputation are pure: values in, values out, no
+// clocks, goroutines or I/O, so that they are tested exhaustively.
+//
+// sched must never talk to sockets directly (transport and grid do) and
+// never run WebAssembly itself (plugins does). A result is visible to
+// clients only after it is durable; a job is acknowledged only after all of
+// its items are. Nothing here is replicated yet: a job's record and results
+// live on its home alone.
 package sched
