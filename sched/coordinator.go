@@ -2,6 +2,7 @@ package sched
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -85,6 +86,10 @@ type cexec struct {
 type coordinator struct {
 	n   *Node
 	log *slog.Logger
+	// tag names this coordinator (node and incarnation) in execution IDs:
+	// when an item moves to a new coordinator, its executions never share
+	// an ID with those of the old one still held by some executor.
+	tag string
 
 	execs   outboxes[*cexec]      // per executor: executions to start
 	drops   outboxes[string]      // per executor: executions to roll back
@@ -117,6 +122,8 @@ func (e commitEntry) size() int {
 
 func newCoordinator(n *Node) *coordinator {
 	c := &coordinator{n: n, log: n.log}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s#%d", n.id.NodeID, n.id.Incarnation))
+	c.tag = hex.EncodeToString(sum[:3])
 	c.mu.jobs = map[string]*cjob{}
 	c.mu.execs = map[string]*cexec{}
 	c.mu.skip = map[string]time.Time{}
@@ -389,6 +396,20 @@ func (c *coordinator) evaluateLocked(it *citem, now time.Time) {
 	}
 }
 
+func mergeHosts(a, b map[string]bool) map[string]bool {
+	if len(b) == 0 {
+		return a
+	}
+	out := make(map[string]bool, len(a)+len(b))
+	for h := range a {
+		out[h] = true
+	}
+	for h := range b {
+		out[h] = true
+	}
+	return out
+}
+
 func apiVotes(gs []DigestGroup) []api.Vote {
 	if len(gs) == 0 {
 		return nil
@@ -403,10 +424,15 @@ func apiVotes(gs []DigestGroup) []api.Vote {
 // dispatchLocked starts k more executions of it on the next free nodes of
 // its ranking, never on a host that holds one of its executions.
 func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
-	avoid := map[string]bool{}
+	// Hosts that hold a live execution of the item are never used again;
+	// hosts where one was lost (dead, late) only when no other host can
+	// take the item: a retry goes elsewhere.
+	avoid, lostOn := map[string]bool{}, map[string]bool{}
 	for _, x := range it.execs {
 		if x.state != ExecLost {
 			avoid[x.host] = true
+		} else {
+			lostOn[x.host] = true
 		}
 	}
 	module := it.job.hdr.Spec.Module
@@ -416,7 +442,10 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 		}
 		return c.mu.rep.Quarantined(m.NodeID, module, now)
 	}
-	ms := PlaceExecutors(c.mu.view, it.id, k, avoid, skip)
+	ms := PlaceExecutors(c.mu.view, it.id, k, mergeHosts(avoid, lostOn), skip)
+	if len(ms) < k && len(lostOn) > 0 {
+		ms = PlaceExecutors(c.mu.view, it.id, k, avoid, skip)
+	}
 	if len(ms) < k {
 		// Waiting for room on a full executor, or for more hosts?
 		it.noNode = len(PlaceExecutors(c.mu.view, it.id, k, avoid, func(m grid.Member) bool {
@@ -430,7 +459,7 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 	for _, m := range ms {
 		it.seq++
 		x := &cexec{
-			id: fmt.Sprintf("%s.%d", it.id, it.seq), item: it, node: m.NodeID, inc: m.Incarnation,
+			id: fmt.Sprintf("%s.%s.%d", it.id, c.tag, it.seq), item: it, node: m.NodeID, inc: m.Incarnation,
 			host: m.Host(), state: ExecPending, sent: now,
 		}
 		it.execs = append(it.execs, x)

@@ -100,13 +100,14 @@ func (g *testGrid) push(wasm []byte) string {
 // twice.
 func (g *testGrid) results(c *sdk.Client, job string) map[uint64]api.Result {
 	g.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out := map[uint64]api.Result{}
 	rs := c.Results(job, sdk.ResultsOptions{Follow: true})
 	defer rs.Close()
 	for r, err := range rs.All(ctx) {
 		if err != nil {
+			g.dump()
 			g.t.Fatal(err)
 		}
 		if _, dup := out[r.Index]; dup {
@@ -115,6 +116,43 @@ func (g *testGrid) results(c *sdk.Client, job string) map[uint64]api.Result {
 		out[r.Index] = r
 	}
 	return out
+}
+
+// dump logs where every coordinator's items stand, for a test that failed.
+func (g *testGrid) dump() {
+	for _, nd := range g.nodes {
+		if nd.ctx.Err() != nil {
+			continue
+		}
+		q, r, st := nd.exec.counts()
+		nd.exec.mu.Lock()
+		var ids []string
+		for id, x := range nd.exec.mu.execs {
+			if len(ids) < 6 {
+				ids = append(ids, fmt.Sprintf("%s:%d", id[len(id)-6:], x.stage))
+			}
+		}
+		g.t.Logf("%s executor: %d queued, %d running, %d staged, queue %d, running %d: %v", nd.id.NodeID, q, r, st, len(nd.exec.mu.queue), nd.exec.mu.running, ids)
+		nd.exec.mu.Unlock()
+		c := nd.coord
+		c.mu.Lock()
+		for _, j := range c.mu.jobs {
+			shown := 0
+			for _, it := range j.items {
+				if shown++; shown > 5 {
+					break
+				}
+				var xs []string
+				for _, x := range it.execs {
+					xs = append(xs, fmt.Sprintf("%s@%s/%d:%v(%s)", x.id[len(x.id)-2:], x.node, x.inc, x.state, x.message))
+				}
+				g.t.Logf("  item id %s", it.id[len(it.id)-4:])
+				g.t.Logf("%s coordinates item %d of %s: phase %d stalled %v noNode %v execs %v", nd.id.NodeID, it.idx, j.hdr.ID, it.phase, it.stalled, it.noNode, xs)
+			}
+			g.t.Logf("%s coordinates %d items of %s; %d stalled; view %d", nd.id.NodeID, len(j.items), j.hdr.ID, len(c.mu.stalled), c.mu.view.Epoch)
+		}
+		c.mu.Unlock()
+	}
 }
 
 // faulty makes a node's executions return wrong outputs: honest-looking
