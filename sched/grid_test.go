@@ -408,3 +408,32 @@ func TestGridRefusesPoliciesThatCannotWork(t *testing.T) {
 		}
 	}
 }
+
+func TestGridAdaptiveReplicationTrustsAgreeingNodes(t *testing.T) {
+	g := newTestGrid(t, 3)
+	mod := g.push(testdata.Work)
+	const n = 600
+	reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod, Policy: api.Policy{Replicas: 2, Adaptive: true}}, sdk.Items(workItems(n)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := g.results(g.c, reply.JobID)
+	checkWork(t, got, n)
+	single, checked := 0, 0
+	for _, r := range got {
+		switch len(r.Votes[0].Nodes) {
+		case 1:
+			single++
+		case 2:
+			checked++
+		default:
+			t.Fatalf("item %d: votes %+v", r.Index, r.Votes)
+		}
+	}
+	// Every node starts untrusted: its first ten results per coordinator
+	// are checked; after that most are accepted alone.
+	if single == 0 || checked < 10 {
+		t.Fatalf("%d items accepted from one execution, %d checked by a second: want both", single, checked)
+	}
+	t.Logf("%d of %d items accepted from one execution, %d checked", single, n, checked)
+}
