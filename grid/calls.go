@@ -40,11 +40,7 @@ func (c *Cluster) Call(ctx context.Context, id, method string, req, resp any) er
 	if err != nil {
 		return err
 	}
-	err = cl.Call(ctx, method, req, resp)
-	if err != nil && transport.CodeOf(err) == transport.CodeUnavailable {
-		cl.Close() // a broken connection: dial afresh next time
-	}
-	return err
+	return callOn(ctx, cl, method, req, resp)
 }
 
 // Stream opens a streaming call to member id.

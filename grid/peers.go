@@ -143,9 +143,15 @@ func (p *pool) call(ctx context.Context, addr, method string, req, resp any) err
 	if err != nil {
 		return err
 	}
-	err = cl.Call(ctx, method, req, resp)
+	return callOn(ctx, cl, method, req, resp)
+}
+
+// callOn makes one unary call on cl, closing a connection the call found
+// broken so that the next call dials afresh.
+func callOn(ctx context.Context, cl *transport.Client, method string, req, resp any) error {
+	err := cl.Call(ctx, method, req, resp)
 	if err != nil && transport.CodeOf(err) == transport.CodeUnavailable {
-		cl.Close() // a broken connection: dial afresh next time
+		cl.Close()
 	}
 	return err
 }
