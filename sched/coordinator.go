@@ -259,6 +259,7 @@ func (c *coordinator) loseLocked(x *cexec, why string) {
 		x.item.phase = phaseOpen
 	}
 	x.state, x.message = ExecLost, why
+	c.n.metrics.lost.Add(context.Background(), 1)
 }
 
 // sweep enforces deadlines and reads the executors' inventories: what runs
@@ -499,6 +500,11 @@ func (c *coordinator) decideLocked(it *citem, v Verdict) {
 	}
 	it.phase, it.taking = phaseTaking, pick
 	c.takes.to(pick.node).push(pick)
+	if len(it.execs) > it.job.policy.Replicas {
+		c.n.metrics.decided("more")
+	} else {
+		c.n.metrics.decided("agreed")
+	}
 }
 
 // failLocked gives the item a failed result that says why, and rolls back
@@ -518,6 +524,7 @@ func (c *coordinator) failLocked(it *citem, reason string) {
 		msg = fmt.Sprintf("%d of %d attempts used and %d executions cannot agree with those left: %s", len(it.execs), it.job.policy.Attempts, it.job.policy.Quorum, c.lossesOf(it))
 	}
 	res := api.Result{Index: it.idx, ItemID: it.id, Status: reason, Message: msg, Attempts: len(it.execs), Votes: it.votes}
+	c.n.metrics.decided(reason)
 	c.commitLocked(it, res, nil)
 }
 

@@ -24,6 +24,8 @@ type metrics struct {
 	items         metric.Int64Counter
 	storageErrors metric.Int64Counter
 	quarantines   metric.Int64Counter
+	decisions     metric.Int64Counter
+	lost          metric.Int64Counter
 }
 
 func newMetrics() *metrics {
@@ -38,7 +40,13 @@ func newMetrics() *metrics {
 	ms.items, _ = m.Int64Counter("gridnode.items.submitted", metric.WithDescription("Work items accepted by this node."))
 	ms.storageErrors, _ = m.Int64Counter("gridnode.storage.errors", metric.WithDescription("Writes the node's disk refused."))
 	ms.quarantines, _ = m.Int64Counter("gridnode.quarantines", metric.WithDescription("Times a node was quarantined for a module: its results kept disagreeing with the canonical ones."))
+	ms.decisions, _ = m.Int64Counter("gridnode.items.decided", metric.WithDescription("Items this node coordinated to a decision, by how: agreed (at the first executions), more (disagreement or losses added executions), or the failure reason."))
+	ms.lost, _ = m.Int64Counter("gridnode.executions.lost", metric.WithDescription("Executions this node coordinated that produced no usable outcome (their node died or restarted, a deadline passed, the worker crashed)."))
 	return &ms
+}
+
+func (m *metrics) decided(how string) {
+	m.decisions.Add(context.Background(), 1, metric.WithAttributes(attribute.String("how", how)))
 }
 
 func (m *metrics) startExecute(ctx context.Context, jobID, itemID string) (context.Context, trace.Span) {
