@@ -10,6 +10,15 @@
 // across restarts with a marker line). n1 founds the cluster; the others join
 // through n1's advertised address with n1's data/tls as --cluster-ca.
 //
+// Binaries, labels and environment. Every node runs Binary (built once per
+// test process) unless Options.Binary names another; the nodes listed in
+// Options.FaultyNodes run BinaryWithTags(t, FaultsTag) instead, the build
+// in which plugins read GRIDNODE_FAULT_* variables, with those variables in
+// their environment. Options.Labels gives each node its --labels
+// (HostLabels: host=h<i>, one host per node), Options.Env more environment.
+// A node keeps its binary, labels and environment across restarts; its log
+// starts each run with the command line, environment included.
+//
 // Addresses. Every node listens on a real UDP port picked by binding
 // 127.0.0.1:0 and closing the socket; another process may take the port
 // before the agent binds it. The harness then sees the agent exit with

@@ -47,16 +47,27 @@ type Options struct {
 	// Args are extra agent flags, after the harness's own (so they win).
 	// --no-profile breaks the harness: it waits for the profile.
 	Args   []string
-	Labels func(i int) string // --labels of node i; nil: none
+	Labels func(i int) string // --labels of node i; nil: none (HostLabels gives each its own host)
 	// Binary is the gridnode binary to run; "" builds one with Binary.
 	Binary string
+	// Env is extra environment of node i's agent ("KEY=value"), after the
+	// test process's own environment; nil: none.
+	Env func(i int) []string
+	// FaultyNodes maps a node index to fault variables for its agent, such
+	// as "GRIDNODE_FAULT_WRONG_OUTPUT=1": those nodes run the binary built
+	// with -tags gridnode_faults (BinaryWithTags(t, FaultsTag)), with these
+	// variables after Env's. The others run Binary. A restart keeps both.
+	FaultyNodes map[int][]string
 }
+
+// HostLabels gives node i the label host=h<i>: every agent its own host
+// failure domain, as on separate machines. Use it as Options.Labels.
+func HostLabels(i int) string { return "host=h" + strconv.Itoa(i) }
 
 // Cluster is a set of agent processes started by Start.
 type Cluster struct {
 	t     testing.TB
 	opt   Options
-	bin   string
 	proxy *udpproxy.Proxy
 	nodes []*Node
 
@@ -73,6 +84,10 @@ type Node struct {
 	DataDir string
 	Profile string // the client profile the agent writes
 	LogFile string
+	Labels  string   // its --labels; "" for none
+	Binary  string   // the gridnode binary it runs
+	Env     []string // its environment beyond the test process's
+	Faulty  bool     // it runs the fault-injection build (Options.FaultyNodes)
 
 	// guarded by c.mu
 	real, addr string // listening (real) and advertised address
@@ -103,8 +118,17 @@ func Start(t testing.TB, opt Options) *Cluster {
 	if bin == "" {
 		bin = Binary(t)
 	}
+	for i := range opt.FaultyNodes {
+		if i < 1 || i > opt.N {
+			t.Fatalf("harness: FaultyNodes names node %d in a cluster of %d", i, opt.N)
+		}
+	}
+	var faultyBin string
+	if len(opt.FaultyNodes) > 0 {
+		faultyBin = BinaryWithTags(t, FaultsTag)
+	}
 	root := t.TempDir()
-	c := &Cluster{t: t, opt: opt, bin: bin}
+	c := &Cluster{t: t, opt: opt}
 	if opt.Proxy {
 		c.proxy = udpproxy.New(opt.Seed)
 	}
@@ -113,11 +137,22 @@ func Start(t testing.TB, opt Options) *Cluster {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		c.nodes = append(c.nodes, &Node{
+		n := &Node{
 			c: c, Index: i, ID: fmt.Sprintf("n%d", i), Dir: dir,
 			DataDir: filepath.Join(dir, "data"), Profile: filepath.Join(dir, "profile.json"),
-			LogFile: filepath.Join(dir, "agent.log"),
-		})
+			LogFile: filepath.Join(dir, "agent.log"), Binary: bin,
+		}
+		if opt.Labels != nil {
+			n.Labels = opt.Labels(i)
+		}
+		if opt.Env != nil {
+			n.Env = slices.Clone(opt.Env(i))
+		}
+		if fenv, ok := opt.FaultyNodes[i]; ok {
+			n.Binary, n.Faulty = faultyBin, true
+			n.Env = append(n.Env, fenv...)
+		}
+		c.nodes = append(c.nodes, n)
 	}
 	t.Cleanup(c.cleanup)
 
@@ -228,10 +263,8 @@ func (c *Cluster) spawn(n *Node, join []string) (logStart int64, err error) {
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
-	if c.opt.Labels != nil {
-		if l := c.opt.Labels(n.Index); l != "" {
-			args = append(args, "--labels", l)
-		}
+	if n.Labels != "" {
+		args = append(args, "--labels", n.Labels)
 	}
 	args = append(args, c.opt.Args...)
 
@@ -247,9 +280,12 @@ func (c *Cluster) spawn(n *Node, join []string) (logStart int64, err error) {
 	if fi, err := logf.Stat(); err == nil {
 		logStart = fi.Size()
 	}
-	fmt.Fprintf(logf, "=== harness %s: %s %s\n", time.Now().Format("15:04:05.000"), c.bin, strings.Join(quoteEmpty(args), " "))
+	fmt.Fprintf(logf, "=== harness %s: %s%s %s\n", time.Now().Format("15:04:05.000"), envPrefix(n.Env), n.Binary, strings.Join(quoteEmpty(args), " "))
 
-	cmd := exec.Command(c.bin, args...)
+	cmd := exec.Command(n.Binary, args...)
+	if len(n.Env) > 0 {
+		cmd.Env = append(os.Environ(), n.Env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -273,6 +309,14 @@ func (c *Cluster) spawn(n *Node, join []string) (logStart int64, err error) {
 		close(done)
 	}()
 	return logStart, nil
+}
+
+// envPrefix shows env as a shell would take it before a command.
+func envPrefix(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return strings.Join(env, " ") + " "
 }
 
 func quoteEmpty(args []string) []string {
@@ -426,6 +470,9 @@ func (n *Node) PID() int {
 
 // Tail returns the last lines of n's log.
 func (n *Node) Tail(lines int) string { return tail(n.LogFile, lines) }
+
+// LogContains reports whether n's log, across restarts, holds s.
+func (n *Node) LogContains(s string) bool { return logSays(n.LogFile, 0, s) }
 
 // signal sends sig to n's process if it runs; expectExit marks the exit as
 // asked for.
