@@ -479,6 +479,7 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 func (c *coordinator) decideLocked(it *citem, v Verdict) {
 	now := time.Now()
 	module := it.job.hdr.Spec.Module
+	var quarantined []string
 	var pick *cexec
 	for _, i := range v.Agree {
 		x := it.execs[i]
@@ -496,14 +497,37 @@ func (c *coordinator) decideLocked(it *citem, v Verdict) {
 			c.log.Warn("quarantining a node for a module: its results keep disagreeing with the canonical ones",
 				"executor", x.node, "module", module, "for", QuarantineFor)
 			c.n.metrics.quarantines.Add(context.Background(), 1)
+			quarantined = append(quarantined, x.node)
 		}
 	}
+	defer func() {
+		for _, node := range quarantined {
+			c.withdrawFromLocked(node, module, now)
+		}
+	}()
 	it.phase, it.taking = phaseTaking, pick
 	c.takes.to(pick.node).push(pick)
 	if len(it.execs) > it.job.policy.Replicas {
 		c.n.metrics.decided("more")
 	} else {
 		c.n.metrics.decided("agreed")
+	}
+}
+
+// withdrawFromLocked takes back the executions of a module that a node
+// just quarantined has not finished: they roll back there and go to other
+// nodes, using no attempt.
+func (c *coordinator) withdrawFromLocked(node, module string, now time.Time) {
+	var items []*citem
+	for _, x := range c.mu.execs {
+		if x.node == node && x.state == ExecPending && x.item.job.hdr.Spec.Module == module && x.item.phase == phaseOpen {
+			c.drops.to(node).push(x.id)
+			c.withdrawLocked(x)
+			items = append(items, x.item)
+		}
+	}
+	for _, it := range items {
+		c.evaluateLocked(it, now)
 	}
 }
 
