@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -120,10 +122,10 @@ type jobFlags struct {
 	rangeSpec, lines, dir, name, files, idem string
 	args, env                                multiFlag
 	memory                                   string
-	deadline, ttl                            time.Duration
+	deadline, ttl, itemDeadline              time.Duration
 	stdoutLimit, stderrLimit                 string
-	attempts                                 int
-	nondeterministic                         bool
+	replicas, quorum, attempts, maxErrors    int
+	nondeterministic, adaptive               bool
 }
 
 type multiFlag []string
@@ -144,7 +146,12 @@ func (f *jobFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.deadline, "deadline", 0, "wall-clock limit per execution, e.g. 30s (default: the node's)")
 	fs.StringVar(&f.stdoutLimit, "stdout-limit", "", "output limit per item, e.g. 1MiB")
 	fs.StringVar(&f.stderrLimit, "stderr-limit", "", "log kept per item, e.g. 64KiB")
-	fs.IntVar(&f.attempts, "attempts", 0, "runs per item when an execution fails for reasons not the module's (default 3)")
+	fs.IntVar(&f.replicas, "replicas", 1, "executions of each item, on distinct hosts (1-16)")
+	fs.IntVar(&f.quorum, "quorum", 0, "equal outcomes that commit an item (default: --replicas)")
+	fs.IntVar(&f.attempts, "attempts", 0, "most executions ever started per item, lost ones included (default: --replicas + 2)")
+	fs.IntVar(&f.maxErrors, "max-errors", 0, "lost executions an item tolerates; one more fails it (default 3)")
+	fs.DurationVar(&f.itemDeadline, "item-deadline", 0, "how long one execution may take from dispatch to its report before the item runs elsewhere (default: --deadline + 30s)")
+	fs.BoolVar(&f.adaptive, "adaptive", false, "adaptive replication: one execution per item, checked by the other replicas unless its node has earned trust (needs --replicas 2 or more)")
 	fs.BoolVar(&f.nondeterministic, "nondeterministic", false, "give modules the real clock and randomness")
 	fs.DurationVar(&f.ttl, "ttl", 0, "how long results stay readable after the job ends (default 72h)")
 	fs.StringVar(&f.idem, "idempotency-key", "", "a retried submit with the same key returns the original job")
@@ -198,12 +205,15 @@ func (f *jobFlags) spec() (api.JobSpec, error) {
 	if err != nil {
 		return spec, fail(exitUsage, "--stderr-limit: %v", err)
 	}
-	if f.deadline < 0 || f.ttl < 0 || f.attempts < 0 {
-		return spec, fail(exitUsage, "--deadline, --ttl and --attempts cannot be negative")
+	if f.deadline < 0 || f.ttl < 0 || f.itemDeadline < 0 || f.replicas < 0 || f.quorum < 0 || f.attempts < 0 || f.maxErrors < 0 {
+		return spec, fail(exitUsage, "--deadline, --ttl, --item-deadline, --replicas, --quorum, --attempts and --max-errors cannot be negative")
 	}
+	// Combinations (quorum over replicas, adaptive with one replica, …) are
+	// the node's to judge: it refuses them with a message that says why.
 	spec.Policy = api.Policy{
 		Limits:   api.Limits{MemoryBytes: mem, Deadline: f.deadline, StdoutBytes: int(so), StderrBytes: int(se)},
 		Attempts: f.attempts, Nondeterministic: f.nondeterministic, ResultTTL: f.ttl,
+		Replicas: f.replicas, Quorum: f.quorum, MaxErrors: f.maxErrors, ItemDeadline: f.itemDeadline, Adaptive: f.adaptive,
 	}
 	if f.files != "" {
 		files, err := readTree(f.files)
@@ -415,6 +425,78 @@ func printStatus(w io.Writer, st api.JobStatus) {
 			st.Finished.Sub(st.Created).Round(time.Millisecond), st.Expires.Local().Format(time.DateTime))
 	}
 	fmt.Fprintln(w)
+	if len(st.Waiting) > 0 {
+		why := slices.Collect(maps.Keys(st.Waiting))
+		slices.SortFunc(why, func(a, b string) int {
+			if c := cmp.Compare(st.Waiting[b], st.Waiting[a]); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+		fmt.Fprint(w, "  not done:")
+		for i, k := range why {
+			if i > 0 {
+				fmt.Fprint(w, ",")
+			}
+			fmt.Fprintf(w, " %d %s", st.Waiting[k], k)
+		}
+		fmt.Fprintln(w)
+	}
+	const showItems = 5
+	for i, it := range st.Unfinished {
+		if i == showItems {
+			fmt.Fprintf(w, "  … %d more listed (--json shows them)\n", len(st.Unfinished)-showItems)
+			break
+		}
+		fmt.Fprintf(w, "  item %d: %s", it.Index, it.Why)
+		if it.Executions > 0 {
+			fmt.Fprintf(w, ", %d execution%s", it.Executions, plural(it.Executions))
+		}
+		if it.Coordinator != "" {
+			fmt.Fprintf(w, ", coordinator %s", it.Coordinator)
+		}
+		if len(it.Votes) > 0 {
+			fmt.Fprintf(w, "; votes %s", voteLine(it.Votes, nil))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, q := range st.Quarantined {
+		fmt.Fprintf(w, "  quarantined: node %s gets no items of module %s until %s (its results kept disagreeing)\n",
+			q.Node, shortDigest(q.Module), q.Until.Local().Format(time.DateTime))
+	}
+}
+
+// shortDigest is a digest's first 12 hex characters, without its
+// "sha256:" prefix: enough to tell outcomes apart by eye.
+func shortDigest(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+// voteLine writes votes as "3f2a9c0d1e2b → n1, n2; 77aa01be33c4 → n3",
+// naming each node with name when it is not nil.
+func voteLine(votes []api.Vote, name func(string) string) string {
+	var b strings.Builder
+	for i, v := range votes {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(shortDigest(v.Digest))
+		b.WriteString(" → ")
+		for j, n := range v.Nodes {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			if name != nil {
+				n = name(n)
+			}
+			b.WriteString(n)
+		}
+	}
+	return b.String()
 }
 
 // withClient parses the flags of a client command that takes no arguments,
@@ -621,4 +703,11 @@ func runJobResults(ctx context.Context, args []string) error {
 		return fail(exitItemsFailed, "%d items failed (cursor %d)", failed, rs.Cursor())
 	}
 	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

@@ -4,6 +4,11 @@
 // push, job run/submit/status/results/cancel/list, info, members, leave).
 // An agent joins a cluster with --join and leaves it on SIGTERM.
 //
+// demo and bench start a small cluster inside the process (localGrid): real
+// nodes on loopback QUIC, each with its own data dir and host label, the
+// first founding the cluster and the others joining it with its CA, exactly
+// as agents started with --join and --cluster-ca would.
+//
 // It is wiring only: flags, output, exit codes. What a node does lives in
 // sched, grid, plugins and transport; what a client does lives in sdk. The
 // same binary is its own sandbox worker: started with GRIDNODE_WORKER=1 it

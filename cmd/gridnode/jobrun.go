@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +31,61 @@ type runSummary struct {
 	Seconds   float64           `json:"seconds"`
 	PerSecond float64           `json:"items_per_second"`
 	Failures  []failure         `json:"failures,omitempty"` // the first few
+	Votes     voteSummary       `json:"votes"`
+}
+
+// voteSummary is how a job's items were decided.
+type voteSummary struct {
+	Replicas int `json:"replicas"`
+	Quorum   int `json:"quorum"`
+	// FirstTry counts the items whose first Replicas executions agreed;
+	// Alone those an adaptive job accepted from one trusted execution;
+	// MoreExecs those that needed more executions (a disagreement, a lost
+	// execution).
+	FirstTry  uint64 `json:"agreed_first_try"`
+	Alone     uint64 `json:"accepted_alone,omitempty"`
+	MoreExecs uint64 `json:"needed_more_executions"`
+	// NoConsensus counts the items whose executions never agreed;
+	// Undecided those that ran out of attempts or lost too many executions.
+	NoConsensus uint64 `json:"no_consensus"`
+	Undecided   uint64 `json:"undecided"`
+	// PerNode counts, per node, the executions in the committed votes.
+	PerNode map[string]uint64 `json:"executions_per_node"`
+}
+
+// voteTally starts a voteSummary for a job's policy (zero: the defaults).
+func voteTally(replicas, quorum int) voteSummary {
+	replicas = max(replicas, 1)
+	if quorum <= 0 {
+		quorum = replicas
+	}
+	return voteSummary{Replicas: replicas, Quorum: quorum, PerNode: map[string]uint64{}}
+}
+
+func (v *voteSummary) add(r api.Result) {
+	switch r.Status {
+	case api.StatusNoConsensus:
+		v.NoConsensus++
+		return
+	case api.StatusTooManyErrors, api.StatusAttempts:
+		v.Undecided++
+		return
+	}
+	switch {
+	case len(r.Votes) > 1 || r.Attempts > v.Replicas:
+		v.MoreExecs++
+	case r.Attempts > 0 && r.Attempts < v.Replicas:
+		v.Alone++
+	default:
+		v.FirstTry++
+	}
+	if len(r.Votes) > 0 {
+		for _, n := range r.Votes[0].Nodes {
+			v.PerNode[n]++
+		}
+	} else if r.Node != "" {
+		v.PerNode[r.Node]++
+	}
 }
 
 type failure struct {
@@ -66,7 +124,7 @@ func runJobRun(ctx context.Context, args []string) error {
 	if !*quiet && !f.json {
 		prog = newProgress(os.Stderr, reply.JobID, reply.Items)
 	}
-	sum, err := collect(ctx, c, reply, *out, names, prog)
+	sum, err := collectEach(ctx, c, reply, *out, names, prog, voteTally(f.replicas, f.quorum), nil)
 	if prog != nil {
 		prog.done()
 	}
@@ -93,7 +151,14 @@ func runJobRun(ctx context.Context, args []string) error {
 
 // collect follows a job's results to the end, writing outputs into dir.
 func collect(ctx context.Context, c *sdk.Client, reply api.SubmitReply, dir string, names func(uint64) string, prog progress) (runSummary, error) {
-	sum := runSummary{JobID: reply.JobID, Items: reply.Items, ByStatus: map[string]uint64{}, OutDir: dir}
+	return collectEach(ctx, c, reply, dir, names, prog, voteTally(0, 0), nil)
+}
+
+// collectEach is collect with the job's vote policy in votes, and each
+// (if not nil) called with every result.
+func collectEach(ctx context.Context, c *sdk.Client, reply api.SubmitReply, dir string, names func(uint64) string, prog progress,
+	votes voteSummary, each func(api.Result)) (runSummary, error) {
+	sum := runSummary{JobID: reply.JobID, Items: reply.Items, ByStatus: map[string]uint64{}, OutDir: dir, Votes: votes}
 	rs := c.Results(reply.JobID, sdk.ResultsOptions{Follow: true})
 	defer rs.Close()
 	var errLog *os.File
@@ -102,6 +167,10 @@ func collect(ctx context.Context, c *sdk.Client, reply api.SubmitReply, dir stri
 			return sum, nodeError(fmt.Errorf("reading results: %w (the job goes on: resume with `gridnode job results %s --cursor %d --follow --out %s`)", err, reply.JobID, rs.Cursor(), dir))
 		}
 		sum.ByStatus[r.Status]++
+		sum.Votes.add(r)
+		if each != nil {
+			each(r)
+		}
 		if err := os.WriteFile(filepath.Join(dir, names(r.Index)), r.Output, 0o644); err != nil {
 			return sum, fail(exitLocal, "write output: %v", err)
 		}
@@ -147,6 +216,7 @@ func printSummary(w io.Writer, s runSummary) {
 			fmt.Fprintf(w, "  %-18s %d\n", k, s.ByStatus[k])
 		}
 	}
+	printVotes(w, s.Votes)
 	for _, f := range s.Failures {
 		fmt.Fprintf(w, "  item %d %s: %s\n", f.Index, f.Status, f.Message)
 	}
@@ -154,6 +224,44 @@ func printSummary(w io.Writer, s runSummary) {
 		fmt.Fprintf(w, "  … every failure is in %s\n", filepath.Join(s.OutDir, "failures.log"))
 	}
 	fmt.Fprintf(w, "outputs in %s\n", s.OutDir)
+}
+
+// printVotes writes how the items were decided, in two lines.
+func printVotes(w io.Writer, v voteSummary) {
+	if v.Replicas == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  votes (replicas %d, quorum %d): %d agreed at the first try, %d needed more executions, %d no consensus",
+		v.Replicas, v.Quorum, v.FirstTry, v.MoreExecs, v.NoConsensus)
+	if v.Alone > 0 {
+		fmt.Fprintf(w, ", %d accepted from one trusted execution", v.Alone)
+	}
+	if v.Undecided > 0 {
+		fmt.Fprintf(w, ", %d undecided", v.Undecided)
+	}
+	fmt.Fprintln(w)
+	if len(v.PerNode) == 0 {
+		return
+	}
+	ids := slices.Collect(maps.Keys(v.PerNode))
+	slices.SortFunc(ids, func(a, b string) int {
+		if c := cmp.Compare(v.PerNode[b], v.PerNode[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	fmt.Fprint(w, "  executions per node: ")
+	const show = 8
+	for i, id := range ids[:min(len(ids), show)] {
+		if i > 0 {
+			fmt.Fprint(w, ", ")
+		}
+		fmt.Fprintf(w, "%s %d", id, v.PerNode[id])
+	}
+	if len(ids) > show {
+		fmt.Fprintf(w, " and %d more nodes", len(ids)-show)
+	}
+	fmt.Fprintln(w)
 }
 
 // progress shows how far a job is: a redrawn line on a terminal, plain

@@ -48,9 +48,9 @@ func commands() []command {
 	return []command{
 		{"agent", "[flags]", "run a node until interrupted", runAgent},
 		{"dev", "[flags]", "run a ready local node and point the client commands at it", runDev},
-		{"demo", "[flags]", "run the example job on an embedded node and check every result", runDemo},
+		{"demo", "[flags]", "run the example job on an embedded 3-node cluster, each item voted on by 2 hosts, and check every result", runDemo},
 		{"run-local", "MODULE [flags]", "run one input through a module exactly as a node would", runLocal},
-		{"bench", "[flags]", "measure sandbox overhead, node throughput and latency against raw wazero", runBench},
+		{"bench", "[flags]", "measure sandbox overhead, and cluster throughput and latency against raw wazero", runBench},
 		{"module push", "FILE", "upload a module; prints its hash", runModulePush},
 		{"job run", "MODULE INPUTS [flags]", "upload, submit, follow progress, write outputs, summarize", runJobRun},
 		{"job submit", "MODULE INPUTS [flags]", "upload and submit; prints the job ID", runJobSubmit},
