@@ -367,12 +367,13 @@ func (s *Scheduler) committer() {
 				break drain
 			}
 		}
-		// While executions are running, more outcomes are on their way:
+		// While more items are out than this batch holds, more results are
+		// on their way:
 		// wait a moment to commit them together. Every transaction costs a
 		// page write and an fsync, and at one result per transaction the
 		// commits take a third of a core with millisecond items. An idle
 		// node commits at once, so a lone item's latency does not grow.
-		if len(batch) < commitLingerBatch && s.inFlight() {
+		if len(batch) < commitLingerBatch && s.inFlight() > len(batch) {
 			linger := time.NewTimer(commitLinger)
 		wait:
 			for len(batch) < commitLingerBatch {
@@ -601,17 +602,16 @@ func (s *Scheduler) statuses() []api.JobStatus {
 	return out
 }
 
-// inFlight reports whether any job has items out with coordinators: more
-// results are on their way.
-func (s *Scheduler) inFlight() bool {
+// inFlight counts the items out with coordinators: the results on their
+// way, those in the committer's hands included.
+func (s *Scheduler) inFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
 	for _, j := range s.mu.jobs {
-		if len(j.assigned) > 0 {
-			return true
-		}
+		n += len(j.assigned)
 	}
-	return false
+	return n
 }
 
 // coordinators lists the nodes coordinating a job's items now.

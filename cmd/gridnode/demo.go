@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,38 +23,112 @@ import (
 	"github.com/gridnode/gridnode/transport"
 )
 
-// embedded is a node started inside this process, with a client for it.
-type embedded struct {
-	node   *sched.Node
+// localGrid is a cluster of nodes started inside this process, each on its
+// own loopback port (real QUIC) and data dir, with a client on the first.
+type localGrid struct {
+	nodes  []*sched.Node
+	hosts  map[string]string // node ID → host label
 	client *sdk.Client
-	dir    string
 }
 
-// startEmbedded starts a node on a loopback port in dir and dials it over
-// real QUIC with a client certificate from the node's CA.
-func startEmbedded(ctx context.Context, dir string, iso plugins.Isolation, slots int, log *slog.Logger) (*embedded, error) {
-	n, err := sched.StartNode(ctx, sched.Config{
-		DataDir: dir, ListenAddr: "127.0.0.1:0", Isolation: iso, Slots: slots, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	cert, key, err := transport.IssueClient(n.TLSDir(), "embedded", filepath.Join(dir, "client"))
-	if err != nil {
-		n.Close()
-		return nil, err
-	}
-	c, err := sdk.Dial(ctx, sdk.Config{Addr: n.Addr(), CA: filepath.Join(n.TLSDir(), "ca.pem"), Cert: cert, Key: key})
-	if err != nil {
-		n.Close()
-		return nil, err
-	}
-	return &embedded{node: n, client: c, dir: dir}, nil
+// localGridConfig says how to start a localGrid.
+type localGridConfig struct {
+	dir       string // one data dir per node under it
+	nodes     int
+	isolation plugins.Isolation
+	slots     int // per node; 0: the node's default
+	log       *slog.Logger
 }
 
-func (e *embedded) close() {
-	e.client.Close()
-	e.node.Close()
+// startLocalGrid starts the nodes: the first founds the cluster, the others
+// get its CA (as `agent --cluster-ca` would copy it) and join through it. It
+// returns once every node sees all of them alive and the monitors are
+// complete, so that a job submitted next is spread over all of them.
+func startLocalGrid(ctx context.Context, cfg localGridConfig) (_ *localGrid, err error) {
+	g := &localGrid{hosts: map[string]string{}}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
+	monitors := 3
+	if cfg.nodes < 3 {
+		monitors = 1
+	}
+	for i := range cfg.nodes {
+		dir := filepath.Join(cfg.dir, fmt.Sprintf("node-%d", i+1))
+		host := fmt.Sprintf("demo-%d", i+1)
+		nc := sched.Config{
+			DataDir: dir, ListenAddr: "127.0.0.1:0", Labels: map[string]string{"host": host},
+			Isolation: cfg.isolation, Slots: cfg.slots, Monitors: monitors, Logger: cfg.log.With("host", host),
+		}
+		if i > 0 {
+			if err := copyClusterCA(g.nodes[0].TLSDir(), filepath.Join(dir, "tls")); err != nil {
+				return nil, fmt.Errorf("node %d: cluster CA: %w", i+1, err)
+			}
+			nc.Join = []string{g.nodes[0].Addr()}
+		}
+		n, err := sched.StartNode(ctx, nc)
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i+1, err)
+		}
+		g.nodes = append(g.nodes, n)
+		g.hosts[n.Identity().NodeID] = host
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, n := range g.nodes {
+		if err := waitView(wctx, n, cfg.nodes, min(cfg.nodes, monitors)); err != nil {
+			return nil, err
+		}
+		if err := n.Cluster().WaitQuorum(wctx); err != nil {
+			return nil, fmt.Errorf("node %s holds no quorum: %w", n.Identity().NodeID, err)
+		}
+	}
+	first := g.nodes[0]
+	cert, key, err := transport.IssueClient(first.TLSDir(), "embedded", filepath.Join(cfg.dir, "client"))
+	if err != nil {
+		return nil, err
+	}
+	g.client, err = sdk.Dial(ctx, sdk.Config{Addr: first.Addr(), CA: filepath.Join(first.TLSDir(), "ca.pem"), Cert: cert, Key: key})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// waitView waits until n's view holds live members alive and monitors
+// monitors.
+func waitView(ctx context.Context, n *sched.Node, live, monitors int) error {
+	for {
+		v, changed := n.Cluster().View()
+		if len(v.Live()) >= live && len(v.Monitors()) >= monitors {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("node %s sees %d of %d nodes alive and %d of %d monitors at epoch %d: %w",
+				n.Identity().NodeID, len(v.Live()), live, len(v.Monitors()), monitors, v.Epoch, ctx.Err())
+		}
+	}
+}
+
+func (g *localGrid) close() {
+	if g.client != nil {
+		g.client.Close()
+	}
+	for _, n := range slices.Backward(g.nodes) {
+		n.Close()
+	}
+}
+
+// host names a node by its host label, for people.
+func (g *localGrid) host(id string) string {
+	if h, ok := g.hosts[id]; ok {
+		return h
+	}
+	return id
 }
 
 // quietLogger logs warnings and errors only.
@@ -61,15 +138,33 @@ func quietLogger(w io.Writer) *slog.Logger {
 
 func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gridnode demo", flag.ContinueOnError)
-	items := fs.Int("items", 1000, "work items: ranges of --width numbers each")
-	width := fs.Int("width", 1000, "numbers per item")
+	items := fs.Int("items", 400, "work items: ranges of --width numbers each")
+	width := fs.Int("width", 2500, "numbers per item")
+	nodes := fs.Int("nodes", 3, "nodes of the embedded cluster (1-9)")
+	replicas := fs.Int("replicas", 2, "executions of each item on distinct hosts; all of them must agree")
 	iso := fs.String("isolation", "process", "process or inprocess")
-	keep := fs.Bool("keep", false, "keep the node's data dir")
+	slots := fs.Int("slots", 0, "execution slots per node (default: cores + 2; the nodes share this machine's cores)")
+	keep := fs.Bool("keep", false, "keep the nodes' data dirs")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *items < 1 || *width < 1 || int64(*items)*int64(*width) > 1e9 {
 		return fail(exitUsage, "--items and --width must be positive, with items×width ≤ 1e9")
+	}
+	if *nodes < 1 || *nodes > 9 {
+		return fail(exitUsage, "--nodes %d: give 1 to 9", *nodes)
+	}
+	if *replicas < 1 || *replicas > *nodes {
+		return fail(exitUsage, "--replicas %d: give 1 to --nodes (%d): each execution of an item needs its own host", *replicas, *nodes)
+	}
+	if i := plugins.Isolation(*iso); i != plugins.Process && i != plugins.InProcess {
+		return fail(exitUsage, "--isolation %q: use process or inprocess", *iso)
+	}
+	if *slots < 0 {
+		return fail(exitUsage, "--slots %d: give a positive number, or 0 for the default", *slots)
+	}
+	if *slots == 0 {
+		*slots = localSlots(runtime.GOMAXPROCS(0))
 	}
 	dir, err := os.MkdirTemp("", "gridnode-demo-")
 	if err != nil {
@@ -78,17 +173,32 @@ func runDemo(ctx context.Context, args []string) error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	fmt.Printf("gridnode demo: counting the primes below %d as %d work items on an embedded node\n", *items**width, *items)
-	start := time.Now()
-	e, err := startEmbedded(ctx, dir, plugins.Isolation(*iso), 0, quietLogger(os.Stderr))
-	if err != nil {
-		return fail(exitLocal, "start the embedded node: %v", err)
+	fmt.Printf("gridnode demo: counting the primes below %d as %d work items on an embedded %d-node cluster,\n", *items**width, *items, *nodes)
+	if *replicas > 1 {
+		fmt.Printf("  each item run %d× on distinct hosts; %d equal outcomes commit it\n", *replicas, *replicas)
+	} else {
+		fmt.Println("  each item run once: its outcome commits it")
 	}
-	defer e.close()
-	info := e.node.Info()
-	fmt.Printf("  node %s listening on %s (QUIC, mutual TLS), %d slots, %s isolation, data in %s\n", info.NodeID, info.Addr, info.Slots, info.Isolation, dir)
+	start := time.Now()
+	g, err := startLocalGrid(ctx, localGridConfig{dir: dir, nodes: *nodes, isolation: plugins.Isolation(*iso), slots: *slots, log: quietLogger(os.Stderr)})
+	if err != nil {
+		return fail(exitLocal, "start the embedded cluster: %v", err)
+	}
+	defer g.close()
+	v, _ := g.nodes[0].Cluster().View()
+	for _, n := range g.nodes {
+		info := n.Info()
+		role := "member"
+		if m, _ := v.Member(info.NodeID); m.Monitor {
+			role = "monitor"
+		}
+		fmt.Printf("  node %s host=%s on %s (QUIC, mutual TLS), %s, %d slots, %s isolation\n",
+			info.NodeID, g.host(info.NodeID), info.Addr, role, info.Slots, info.Isolation)
+	}
+	fmt.Printf("  cluster ready in %s: epoch %d, %d nodes alive, %d monitors; data in %s\n",
+		time.Since(start).Round(time.Millisecond), v.Epoch, len(v.Live()), len(v.Monitors()), dir)
 
-	push, err := e.client.PushModule(ctx, testdata.Primes)
+	push, err := g.client.PushModule(ctx, testdata.Primes)
 	if err != nil {
 		return nodeError(err)
 	}
@@ -102,16 +212,40 @@ func runDemo(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	reply, err := e.client.Submit(ctx, api.JobSpec{Name: "primes", Module: push.Hash}, inputs)
+	spec := api.JobSpec{Name: "primes", Module: push.Hash, Policy: api.Policy{Replicas: *replicas, Quorum: *replicas}}
+	reply, err := g.client.Submit(ctx, spec, inputs)
 	if err != nil {
 		return nodeError(err)
 	}
-	fmt.Printf("  job %s accepted: %d items\n", reply.JobID, reply.Items)
+	fmt.Printf("  job %s accepted by %s: %d items\n", reply.JobID, g.host(g.nodes[0].Identity().NodeID), reply.Items)
 
 	outDir := filepath.Join(dir, "out")
-	os.MkdirAll(outDir, 0o755)
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return fail(exitLocal, "%v", err)
+	}
+	// Every committed item's canonical vote must come from as many hosts as
+	// the quorum: that is what running it on distinct hosts means.
+	hostsPerItem := map[int]uint64{}
+	var example *api.Result
+	var fewHosts []uint64
+	each := func(r api.Result) {
+		if !r.OK() || len(r.Votes) == 0 {
+			return
+		}
+		hosts := map[string]bool{}
+		for _, id := range r.Votes[0].Nodes {
+			hosts[g.host(id)] = true
+		}
+		hostsPerItem[len(hosts)]++
+		if len(hosts) < *replicas {
+			fewHosts = append(fewHosts, r.Index)
+		}
+		if example == nil || (len(example.Votes) == 1 && len(r.Votes) > 1) {
+			example = &r
+		}
+	}
 	prog := newProgress(os.Stderr, reply.JobID, reply.Items)
-	sum, err := collect(ctx, e.client, reply, outDir, func(i uint64) string { return fmt.Sprintf("%06d.out", i) }, prog)
+	sum, err := collectEach(ctx, g.client, reply, outDir, func(i uint64) string { return fmt.Sprintf("%06d.out", i) }, prog, voteTally(*replicas, *replicas), each)
 	prog.done()
 	if err != nil {
 		return err
@@ -150,7 +284,6 @@ func runDemo(ctx context.Context, args []string) error {
 			want++
 		}
 	}
-	st, _ := e.client.Status(ctx, reply.JobID)
 	fmt.Printf("summary: job %s %s in %s — %d items, %d ok, %d failed, %d checked wrong\n",
 		reply.JobID, sum.State, elapsed.Round(time.Millisecond), sum.Items, sum.OK, sum.Failed, wrong)
 	fmt.Printf("  primes below %d: grid says %d, a native sieve says %d", limit, total, want)
@@ -161,9 +294,33 @@ func runDemo(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Println()
-	fmt.Printf("  node: %d results committed (", st.Committed+st.Failed)
-	printCounts(os.Stdout, st.ByStatus)
-	fmt.Println(")")
+	vs := sum.Votes
+	fmt.Printf("  votes: %d items committed; %d agreed at the first try (%d execution%s), %d needed more, %d without consensus\n",
+		sum.OK+sum.Failed-vs.NoConsensus-vs.Undecided, vs.FirstTry, *replicas, plural(*replicas), vs.MoreExecs, vs.NoConsensus)
+	fmt.Printf("  executions per node (in the committed votes): ")
+	ids := slices.SortedFunc(maps.Keys(vs.PerNode), func(a, b string) int { return strings.Compare(g.host(a), g.host(b)) })
+	for i, id := range ids {
+		if i > 0 {
+			fmt.Print(", ")
+		}
+		fmt.Printf("%s %d", g.host(id), vs.PerNode[id])
+	}
+	fmt.Println()
+	fmt.Print("  distinct hosts per item: ")
+	for i, h := range slices.Sorted(maps.Keys(hostsPerItem)) {
+		if i > 0 {
+			fmt.Print(", ")
+		}
+		fmt.Printf("%d for %d items", h, hostsPerItem[h])
+	}
+	fmt.Println()
+	if example != nil {
+		fmt.Printf("  e.g. item %d (%d execution%s): %s\n", example.Index, example.Attempts, plural(example.Attempts), voteLine(example.Votes, g.host))
+	}
+	if len(fewHosts) > 0 {
+		fmt.Printf("  WRONG: %d items were committed on fewer than %d hosts, e.g. item %d\n", len(fewHosts), *replicas, fewHosts[0])
+		wrong += len(fewHosts)
+	}
 	if sum.Failed > 0 || wrong > 0 || total != want || sum.State != api.JobDone {
 		return fail(exitItemsFailed, "the demo's results are NOT all correct")
 	}
