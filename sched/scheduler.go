@@ -368,8 +368,7 @@ func (s *Scheduler) committer() {
 			}
 		}
 		// While more items are out than this batch holds, more results are
-		// on their way:
-		// wait a moment to commit them together. Every transaction costs a
+		// on their way: wait a moment to commit them together. Every transaction costs a
 		// page write and an fsync, and at one result per transaction the
 		// commits take a third of a core with millisecond items. An idle
 		// node commits at once, so a lone item's latency does not grow.
