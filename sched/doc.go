@@ -32,8 +32,8 @@
 //     whose coordinator is gone are rolled back.
 //
 // Every hop between the parts is batched (outbox.go) and a call a node
-// makes to itself skips the network, so a single node pays almost nothing
-// for being a grid. The node-to-node methods (wire.go) accept only callers
+// makes to itself skips the network; what a node still pays for the hops
+// is measured by gridnode bench. The node-to-node methods (wire.go) accept only callers
 // with a node certificate.
 //
 // While grid says the node holds no quorum, the node refuses new jobs
