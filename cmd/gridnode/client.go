@@ -426,13 +426,7 @@ func printStatus(w io.Writer, st api.JobStatus) {
 	}
 	fmt.Fprintln(w)
 	if len(st.Waiting) > 0 {
-		why := slices.Collect(maps.Keys(st.Waiting))
-		slices.SortFunc(why, func(a, b string) int {
-			if c := cmp.Compare(st.Waiting[b], st.Waiting[a]); c != 0 {
-				return c
-			}
-			return strings.Compare(a, b)
-		})
+		why := keysByCount(st.Waiting)
 		fmt.Fprint(w, "  not done:")
 		for i, k := range why {
 			if i > 0 {
@@ -710,4 +704,16 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// keysByCount returns m's keys, largest count first, ties by key.
+func keysByCount(m map[string]uint64) []string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return keys
 }

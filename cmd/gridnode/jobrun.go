@@ -1,15 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -243,13 +240,7 @@ func printVotes(w io.Writer, v voteSummary) {
 	if len(v.PerNode) == 0 {
 		return
 	}
-	ids := slices.Collect(maps.Keys(v.PerNode))
-	slices.SortFunc(ids, func(a, b string) int {
-		if c := cmp.Compare(v.PerNode[b], v.PerNode[a]); c != 0 {
-			return c
-		}
-		return strings.Compare(a, b)
-	})
+	ids := keysByCount(v.PerNode)
 	fmt.Fprint(w, "  executions per node: ")
 	const show = 8
 	for i, id := range ids[:min(len(ids), show)] {
