@@ -86,27 +86,26 @@ func (n *Node) handleModulePush(ctx context.Context, call *transport.ServerCall)
 }
 
 // validateSpec checks a job before any of its items are stored.
-func (n *Node) validateSpec(spec *api.JobSpec) (plugins.Limits, error) {
+func (n *Node) validateSpec(spec *api.JobSpec) error {
 	h, err := plugins.ParseHash(spec.Module)
 	if err != nil {
-		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "job names module %q: %v", spec.Module, err)
+		return transport.Errorf(transport.CodeBadRequest, "job names module %q: %v", spec.Module, err)
 	}
 	if !n.sandbox.HasModule(h) {
-		return plugins.Limits{}, transport.Errorf(api.CodeModuleMissing, "module %s is not on this node: push it first (gridnode module push FILE)", h)
+		return transport.Errorf(api.CodeModuleMissing, "module %s is not on this node: push it first (gridnode module push FILE)", h)
 	}
 	if err := checkPolicy(spec.Policy); err != nil {
-		return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "job policy: %v", err)
+		return transport.Errorf(transport.CodeBadRequest, "job policy: %v", err)
 	}
-	lim, err := n.sandbox.Limits(PluginLimits(spec.Policy.Limits))
-	if err != nil {
-		return plugins.Limits{}, wireError(err)
+	if _, err := n.sandbox.Limits(PluginLimits(spec.Policy.Limits)); err != nil {
+		return wireError(err)
 	}
 	for p := range spec.Files {
 		if err := checkFilePath(p); err != nil {
-			return plugins.Limits{}, transport.Errorf(transport.CodeBadRequest, "job file %q: %v", p, err)
+			return transport.Errorf(transport.CodeBadRequest, "job file %q: %v", p, err)
 		}
 	}
-	return lim, nil
+	return nil
 }
 
 // PluginLimits is a job's wire limits as the sandbox takes them.
@@ -132,7 +131,7 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 		return transport.Errorf(transport.CodeBadRequest, "submit must start with a job header: %v", err)
 	}
 	spec := hdr.Spec
-	if _, err := n.validateSpec(&spec); err != nil {
+	if err := n.validateSpec(&spec); err != nil {
 		return err
 	}
 	if k := spec.IdempotencyKey; k != "" {
