@@ -457,9 +457,7 @@ func (n *Node) proxyResults(ctx context.Context, call *transport.ServerCall, hom
 	if err := st.Send(req); err != nil {
 		return homeError(req.JobID, home, err)
 	}
-	if err := st.CloseSend(); err != nil {
-		return homeError(req.JobID, home, err)
-	}
+	st.CloseSend() // fails only when the home already answered: read it
 	for {
 		var b api.ResultBatch
 		err := st.Recv(&b)

@@ -343,7 +343,10 @@ func (r *Results) Next(ctx context.Context) (api.Result, bool) {
 				err = r.st.Send(r.req)
 			}
 			if err == nil {
-				err = r.st.CloseSend()
+				// CloseSend fails only when the node has already ended the
+				// call (it answered before our half-close arrived): the
+				// answer is there to read.
+				r.st.CloseSend()
 			}
 			if err != nil {
 				if r.retry(ctx, &tries, redials, err) {
