@@ -57,11 +57,11 @@ type citem struct {
 	input   []byte
 	execs   []*cexec
 	phase   itemPhase
-	stalled bool    // in the coordinator's stalled list
-	noNode  bool    // stalled for want of hosts, not of room
-	seq     int     // executions ever named: IDs are never reused
-	draw    float64 // adaptive replication's draw, fixed per item
-	votes   []api.Vote
+	stalled bool       // in the coordinator's stalled list
+	noNode  bool       // stalled for want of hosts, not of room
+	seq     int        // executions ever named: IDs are never reused
+	draw    float64    // adaptive replication's draw, fixed per item
+	votes   []api.Vote // as they stood when the item was decided
 	taking  *cexec
 }
 
@@ -371,11 +371,10 @@ func (c *coordinator) evaluateLocked(it *citem, now time.Time) {
 	if it.phase != phaseOpen || c.mu.jobs[it.job.hdr.ID] != it.job {
 		return
 	}
-	votes := make([]Vote, len(it.execs))
+	votes := it.voteList()
 	done := 0
 	var doneNode string
-	for i, x := range it.execs {
-		votes[i] = Vote{Node: x.node, State: x.state, Digest: x.digest}
+	for _, x := range it.execs {
 		if x.state == ExecDone {
 			done++
 			doneNode = x.node
@@ -386,7 +385,6 @@ func (c *coordinator) evaluateLocked(it *citem, now time.Time) {
 		trusted = Trusted(c.mu.rep.Count(doneNode, it.job.hdr.Spec.Module), it.draw)
 	}
 	v := Tally(it.job.policy, votes, trusted)
-	it.votes = apiVotes(Groups(votes))
 	switch v.Kind {
 	case VerdictDispatch:
 		c.dispatchLocked(it, v.Dispatch, now)
@@ -397,18 +395,22 @@ func (c *coordinator) evaluateLocked(it *citem, now time.Time) {
 	}
 }
 
-func mergeHosts(a, b map[string]bool) map[string]bool {
-	if len(b) == 0 {
-		return a
+// voteList is the item's executions as the tally takes them.
+func (it *citem) voteList() []Vote {
+	votes := make([]Vote, len(it.execs))
+	for i, x := range it.execs {
+		votes[i] = Vote{Node: x.node, State: x.state, Digest: x.digest}
 	}
-	out := make(map[string]bool, len(a)+len(b))
-	for h := range a {
-		out[h] = true
+	return votes
+}
+
+// currentVotes is the item's digests with the nodes that gave them: as
+// they stood at the decision once it is decided.
+func (it *citem) currentVotes() []api.Vote {
+	if it.phase != phaseOpen {
+		return it.votes
 	}
-	for h := range b {
-		out[h] = true
-	}
-	return out
+	return apiVotes(Groups(it.voteList()))
 }
 
 func apiVotes(gs []DigestGroup) []api.Vote {
@@ -428,13 +430,12 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 	// Hosts that hold a live execution of the item are never used again;
 	// hosts where one was lost (dead, late) only when no other host can
 	// take the item: a retry goes elsewhere.
-	avoid, lostOn := map[string]bool{}, map[string]bool{}
+	avoid, avoidAll := map[string]bool{}, map[string]bool{}
 	for _, x := range it.execs {
 		if x.state != ExecLost {
 			avoid[x.host] = true
-		} else {
-			lostOn[x.host] = true
 		}
+		avoidAll[x.host] = true
 	}
 	module := it.job.hdr.Spec.Module
 	skip := func(m grid.Member) bool {
@@ -443,8 +444,8 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 		}
 		return c.mu.rep.Quarantined(m.NodeID, module, now)
 	}
-	ms := PlaceExecutors(c.mu.view, it.id, k, mergeHosts(avoid, lostOn), skip)
-	if len(ms) < k && len(lostOn) > 0 {
+	ms := PlaceExecutors(c.mu.view, it.id, k, avoidAll, skip)
+	if len(ms) < k && len(avoidAll) > len(avoid) {
 		ms = PlaceExecutors(c.mu.view, it.id, k, avoid, skip)
 	}
 	if len(ms) < k {
@@ -500,17 +501,16 @@ func (c *coordinator) decideLocked(it *citem, v Verdict) {
 			quarantined = append(quarantined, x.node)
 		}
 	}
-	defer func() {
-		for _, node := range quarantined {
-			c.withdrawFromLocked(node, module, now)
-		}
-	}()
+	it.votes = it.currentVotes()
 	it.phase, it.taking = phaseTaking, pick
 	c.takes.to(pick.node).push(pick)
 	if len(it.execs) > it.job.policy.Replicas {
 		c.n.metrics.decided("more")
 	} else {
 		c.n.metrics.decided("agreed")
+	}
+	for _, node := range quarantined {
+		c.withdrawFromLocked(node, module, now)
 	}
 }
 
@@ -534,6 +534,7 @@ func (c *coordinator) withdrawFromLocked(node, module string, now time.Time) {
 // failLocked gives the item a failed result that says why, and rolls back
 // every execution.
 func (c *coordinator) failLocked(it *citem, reason string) {
+	it.votes = it.currentVotes()
 	var msg string
 	switch reason {
 	case ReasonNoConsensus:
@@ -827,7 +828,7 @@ func (c *coordinator) items(ctx context.Context, from string, req *itemsReq) (it
 		}
 		resp.Waiting[why]++
 		if len(resp.Examples) < req.Example {
-			resp.Examples = append(resp.Examples, api.ItemState{Index: idx, Why: why, Coordinator: c.n.id.NodeID, Executions: len(it.execs), Votes: it.votes})
+			resp.Examples = append(resp.Examples, api.ItemState{Index: idx, Why: why, Coordinator: c.n.id.NodeID, Executions: len(it.execs), Votes: it.currentVotes()})
 		}
 	}
 	return resp, nil
@@ -847,7 +848,7 @@ func (c *coordinator) whyLocked(it *citem) string {
 		}
 	}
 	switch {
-	case len(it.votes) > 1:
+	case len(Groups(it.voteList())) > 1:
 		return api.WaitDisagree
 	case running:
 		return api.WaitRunning

@@ -261,7 +261,7 @@ func (j *execJob) prepared(ctx context.Context, e *executor) (plugins.Task, erro
 // not be fetched) is reported lost and discarded.
 func (e *executor) finish(x *execution, out plugins.Outcome) {
 	inv := e.n.cluster.Inventory()
-	rep := execReport{ID: x.id, Status: string(out.Status), Digest: string(out.Digest), Message: out.Message, Progress: out.Progress}
+	rep := execReport{ID: x.id, Status: string(out.Status), Digest: string(out.Digest), Message: out.Message}
 	e.mu.Lock()
 	e.mu.running--
 	x.cancel = nil
@@ -455,21 +455,4 @@ func (e *executor) entry(id string) (grid.Execution, bool) {
 		return grid.Execution{ID: id, State: grid.ExecFinished, Digest: digestBytes(x.out.Digest)}, true
 	}
 	return grid.Execution{}, false
-}
-
-// counts says how many executions this node holds, by stage, for NodeInfo.
-func (e *executor) counts() (queued, running, staged int) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, x := range e.mu.execs {
-		switch x.stage {
-		case stageQueued:
-			queued++
-		case stageRunning:
-			running++
-		case stageStaged:
-			staged++
-		}
-	}
-	return
 }

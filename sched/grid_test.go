@@ -124,15 +124,16 @@ func (g *testGrid) dump() {
 		if nd.ctx.Err() != nil {
 			continue
 		}
-		q, r, st := nd.exec.counts()
 		nd.exec.mu.Lock()
 		var ids []string
+		stages := map[execStage]int{}
 		for id, x := range nd.exec.mu.execs {
+			stages[x.stage]++
 			if len(ids) < 6 {
 				ids = append(ids, fmt.Sprintf("%s:%d", id[len(id)-6:], x.stage))
 			}
 		}
-		g.t.Logf("%s executor: %d queued, %d running, %d staged, queue %d, running %d: %v", nd.id.NodeID, q, r, st, len(nd.exec.mu.queue), nd.exec.mu.running, ids)
+		g.t.Logf("%s executor: %d queued, %d running, %d staged, queue %d, running %d: %v", nd.id.NodeID, stages[stageQueued], stages[stageRunning], stages[stageStaged], len(nd.exec.mu.queue), nd.exec.mu.running, ids)
 		nd.exec.mu.Unlock()
 		c := nd.coord
 		c.mu.Lock()

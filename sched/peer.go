@@ -41,20 +41,27 @@ func callNode[Req, Resp any](n *Node, to, method string, local func(context.Cont
 // (by their certificate) may call it.
 func handleNode[Req, Resp any](n *Node, method string, f func(context.Context, string, *Req) (Resp, error)) {
 	n.srv.Handle(method, func(ctx context.Context, call *transport.ServerCall) error {
-		p := call.Peer()
-		if p.Role != transport.RoleNode {
-			return transport.Errorf(transport.CodeUnauthenticated, "%s is for nodes of the cluster, not %s", method, p)
+		if err := nodesOnly(call); err != nil {
+			return err
 		}
 		var req Req
 		if err := call.Recv(&req); err != nil {
 			return err
 		}
-		resp, err := f(ctx, p.ID, &req)
+		resp, err := f(ctx, call.Peer().ID, &req)
 		if err != nil {
 			return wireError(err)
 		}
 		return call.Send(resp)
 	})
+}
+
+// nodesOnly refuses a caller whose certificate is not a node's.
+func nodesOnly(call *transport.ServerCall) error {
+	if p := call.Peer(); p.Role != transport.RoleNode {
+		return transport.Errorf(transport.CodeUnauthenticated, "%s is for nodes of the cluster, not %s", call.Method(), p)
+	}
+	return nil
 }
 
 // registerPeers installs the node-to-node methods.
@@ -185,8 +192,8 @@ func (f *moduleFetcher) fetchFrom(ctx context.Context, h plugins.Hash, node stri
 
 // serveModule sends a stored module to a peer that lacks it.
 func (n *Node) serveModule(ctx context.Context, call *transport.ServerCall) error {
-	if p := call.Peer(); p.Role != transport.RoleNode {
-		return transport.Errorf(transport.CodeUnauthenticated, "%s is for nodes of the cluster, not %s", methodModule, p)
+	if err := nodesOnly(call); err != nil {
+		return err
 	}
 	var req moduleReq
 	if err := call.Recv(&req); err != nil {

@@ -313,11 +313,8 @@ func (n *Node) fullStatus(ctx context.Context, jobID string) (api.JobStatus, err
 	var wg sync.WaitGroup
 	for i, c := range coords {
 		wg.Go(func() {
-			r, err := callNode(n, c, methodItems, n.coord.items, &itemsReq{Job: jobID, Example: 5})
-			if err != nil {
-				r = itemsResp{Waiting: map[string]uint64{api.WaitAssign: 0}}
-			}
-			resps[i] = r
+			// A coordinator that does not answer adds nothing.
+			resps[i], _ = callNode(n, c, methodItems, n.coord.items, &itemsReq{Job: jobID, Example: 5})
 		})
 	}
 	wg.Wait()
@@ -340,11 +337,6 @@ func (n *Node) fullStatus(ctx context.Context, jobID string) (api.JobStatus, err
 				seen[q.Node] = true
 				st.Quarantined = append(st.Quarantined, q)
 			}
-		}
-	}
-	for k, v := range st.Waiting {
-		if v == 0 {
-			delete(st.Waiting, k)
 		}
 	}
 	st.Pending -= min(st.Pending, st.Running)

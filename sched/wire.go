@@ -73,12 +73,11 @@ type reportReq struct {
 // execReport is a finished execution as its coordinator needs it for the
 // vote; the outcome itself stays staged on the executor.
 type execReport struct {
-	ID       string  `cbor:"1,keyasint"`
-	Status   string  `cbor:"2,keyasint"`
-	Digest   string  `cbor:"3,keyasint"`
-	Message  string  `cbor:"4,keyasint,omitempty"`
-	Lost     bool    `cbor:"5,keyasint,omitempty"` // no usable outcome (crashed, cancelled, module missing): it does not vote
-	Progress float64 `cbor:"6,keyasint,omitempty"`
+	ID      string `cbor:"1,keyasint"`
+	Status  string `cbor:"2,keyasint"`
+	Digest  string `cbor:"3,keyasint"`
+	Message string `cbor:"4,keyasint,omitempty"`
+	Lost    bool   `cbor:"5,keyasint,omitempty"` // no usable outcome (crashed, cancelled, module missing): it does not vote
 }
 
 // reportResp lists the executions the coordinator no longer wants (the
