@@ -23,7 +23,9 @@ import (
 // factor.
 const (
 	sweepEvery      = 250 * time.Millisecond
-	fullFor         = 300 * time.Millisecond // skip an executor that refused work for being full
+	fullFor         = 300 * time.Millisecond // how long an executor's announced queue room is believed
+	guessRoom       = minQueue               // room assumed in an executor not heard from lately
+	dropLinger      = 10 * time.Millisecond  // roll-backs wait this long for a report's reply to ride on
 	unreachableFor  = 2 * time.Second        // skip an executor a call failed to reach
 	queuePatience   = 4                      // queued deadline = this × the item deadline
 	inventoryLag    = 2 * time.Second        // a finished execution in an inventory whose report never came
@@ -76,8 +78,16 @@ type cexec struct {
 	digest   string
 	message  string
 	sent     time.Time
-	running  time.Time // first seen running in the executor's inventory
-	finished time.Time // first seen finished there without a report
+	running  time.Time      // first seen running in the executor's inventory
+	finished time.Time      // first seen finished there without a report
+	out      *stagedOutcome // the outcome, when its report carried it
+}
+
+// room is an executor's queue room as this coordinator believes it: what
+// the executor last announced, less what was sent to it since.
+type room struct {
+	n  int
+	at time.Time
 }
 
 // coordinator decides the items the homes assign to this node: it
@@ -98,14 +108,19 @@ type coordinator struct {
 
 	mu struct {
 		sync.Mutex
-		view    grid.View
-		jobs    map[string]*cjob
-		execs   map[string]*cexec
-		skip    map[string]time.Time // executor → skip it until
-		stalled []*citem             // items fewer hosts could take than they need, oldest first
-		rep     *Reputation
-		rng     *rand.Rand
-		watched map[string]func() // executors whose inventories this node follows
+		view  grid.View
+		jobs  map[string]*cjob
+		execs map[string]*cexec
+		skip  map[string]time.Time // executor → skip it until (unreachable)
+		room  map[string]room      // executor → its queue room
+		// replyTo, while a report is handled, is its executor: what is
+		// dispatched to it goes in the reply, not in a call of its own.
+		replyTo   string
+		replyWith []*cexec
+		stalled   []*citem // items fewer hosts could take than they need, oldest first
+		rep       *Reputation
+		rng       *rand.Rand
+		watched   map[string]func() // executors whose inventories this node follows
 	}
 }
 
@@ -127,6 +142,7 @@ func newCoordinator(n *Node) *coordinator {
 	c.mu.jobs = map[string]*cjob{}
 	c.mu.execs = map[string]*cexec{}
 	c.mu.skip = map[string]time.Time{}
+	c.mu.room = map[string]room{}
 	c.mu.rep = NewReputation()
 	c.mu.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))
 	c.mu.watched = map[string]func(){}
@@ -135,7 +151,7 @@ func newCoordinator(n *Node) *coordinator {
 			spawn: n.spawn, send: func(b []*cexec) { c.sendExecs(node, b) }}
 	}
 	c.drops.new = func(node string) *outbox[string] {
-		return &outbox[string]{max: 4096, spawn: n.spawn, send: func(b []string) { c.sendDrops(node, b) }}
+		return &outbox[string]{max: 4096, linger: dropLinger, spawn: n.spawn, send: func(b []string) { c.sendDrops(node, b) }}
 	}
 	c.takes.new = func(node string) *outbox[*cexec] {
 		return &outbox[*cexec]{max: 1024, spawn: n.spawn, send: func(b []*cexec) { c.sendTakes(node, b) }}
@@ -442,7 +458,7 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 		if until, ok := c.mu.skip[m.NodeID]; ok && now.Before(until) {
 			return true
 		}
-		return c.mu.rep.Quarantined(m.NodeID, module, now)
+		return c.roomLocked(m.NodeID, now) <= 0 || c.mu.rep.Quarantined(m.NodeID, module, now)
 	}
 	ms := PlaceExecutors(c.mu.view, it.id, k, avoidAll, skip)
 	if len(ms) < k && len(avoidAll) > len(avoid) {
@@ -471,20 +487,55 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 				c.mu.watched[m.NodeID] = c.n.cluster.WatchInventory(m.NodeID)
 			}
 		}
-		c.execs.to(m.NodeID).push(x)
+		c.takeRoomLocked(m.NodeID, now)
+		if m.NodeID == c.mu.replyTo {
+			c.mu.replyWith = append(c.mu.replyWith, x)
+		} else {
+			c.execs.to(m.NodeID).push(x)
+		}
 	}
 }
 
-// decideLocked records the vote and fetches the canonical outcome from one
-// of the executions that gave it, this node's own when it has one.
+// roomLocked is the queue room this coordinator believes an executor has.
+func (c *coordinator) roomLocked(node string, now time.Time) int {
+	r, ok := c.mu.room[node]
+	if !ok || now.Sub(r.at) > fullFor {
+		return guessRoom
+	}
+	return r.n
+}
+
+// takeRoomLocked counts one execution sent to an executor.
+func (c *coordinator) takeRoomLocked(node string, now time.Time) {
+	r, ok := c.mu.room[node]
+	if !ok || now.Sub(r.at) > fullFor {
+		r = room{n: guessRoom, at: now}
+	}
+	r.n--
+	c.mu.room[node] = r
+}
+
+// setRoomLocked takes the room an executor announced.
+func (c *coordinator) setRoomLocked(node string, n int, now time.Time) {
+	c.mu.room[node] = room{n: n, at: now}
+}
+
+// decideLocked records the vote and commits the canonical outcome: the
+// one a report carried, or else it fetches it from one of the executions
+// that gave it, this node's own when it has one.
 func (c *coordinator) decideLocked(it *citem, v Verdict) {
 	now := time.Now()
 	module := it.job.hdr.Spec.Module
 	var quarantined []string
 	var pick *cexec
+	better := func(x *cexec) bool {
+		if (x.out != nil) != (pick.out != nil) {
+			return x.out != nil
+		}
+		return x.node == c.n.id.NodeID
+	}
 	for _, i := range v.Agree {
-		x := it.execs[i]
-		if pick == nil || x.node == c.n.id.NodeID {
+		if x := it.execs[i]; pick == nil || better(x) {
 			pick = x
 		}
 	}
@@ -502,8 +553,15 @@ func (c *coordinator) decideLocked(it *citem, v Verdict) {
 		}
 	}
 	it.votes = it.currentVotes()
-	it.phase, it.taking = phaseTaking, pick
-	c.takes.to(pick.node).push(pick)
+	if pick.out != nil {
+		// Committed from the report: the executor's staged copy is
+		// released (rolled back) like every other execution's.
+		res, emitted := it.result(pick.node, *pick.out)
+		c.commitLocked(it, res, emitted)
+	} else {
+		it.phase, it.taking = phaseTaking, pick
+		c.takes.to(pick.node).push(pick)
+	}
 	if len(it.execs) > it.job.policy.Replicas {
 		c.n.metrics.decided("more")
 	} else {
@@ -584,41 +642,60 @@ func (c *coordinator) commitLocked(it *citem, res api.Result, emitted [][]byte) 
 	c.commits.to(it.job.hdr.Home).push(commitEntry{it: it, item: commitItem{Job: it.job.hdr.ID, Result: res, Emitted: emitted}})
 }
 
-// report takes executors' reports of finished executions.
+// report takes executors' reports of finished executions. Its reply
+// carries what this coordinator has for the executor: executions to roll
+// back or release, and new ones, up to the room the report announced.
 func (c *coordinator) report(ctx context.Context, from string, req *reportReq) (reportResp, error) {
 	now := time.Now()
-	var resp reportResp
+	resp := reportResp{CoordInc: c.n.cluster.Self().Incarnation}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	defer func() {
-		// The executor has room again: place what waits for room.
-		if req.Free > 0 {
-			if until, ok := c.mu.skip[from]; ok && until.Sub(now) <= fullFor {
-				delete(c.mu.skip, from)
-			}
-			c.retryStalledLocked(req.Free, now)
-		}
-	}()
+	c.mu.replyTo, c.mu.replyWith = from, nil
 	touched := map[*citem]bool{}
 	for _, r := range req.Execs {
 		x := c.mu.execs[r.ID]
 		if x == nil || x.node != from {
-			resp.Drop = append(resp.Drop, r.ID)
+			if !r.Refused {
+				resp.Drop = append(resp.Drop, r.ID)
+			}
 			continue
 		}
 		if x.state != ExecPending {
 			continue
 		}
-		if r.Lost {
+		switch {
+		case r.Refused:
+			c.withdrawLocked(x)
+		case r.Lost:
 			c.loseLocked(x, r.Message)
-		} else {
-			x.state, x.digest = ExecDone, r.Digest
+		default:
+			x.state, x.digest, x.out = ExecDone, r.Digest, r.Outcome
 		}
 		touched[x.item] = true
+	}
+	// The executor's room, as it announced it, less what the items just
+	// evaluated place there; then what waits for room.
+	c.setRoomLocked(from, req.Free, now)
+	if req.Free > 0 && c.mu.skip[from].After(now) {
+		delete(c.mu.skip, from) // it reached us: it is reachable
 	}
 	for it := range touched {
 		c.evaluateLocked(it, now)
 	}
+	if free := c.roomLocked(from, now); free > 0 {
+		c.retryStalledLocked(free, now)
+	}
+	seen := map[string]bool{}
+	for _, x := range c.mu.replyWith {
+		j := x.item.job
+		if !seen[j.hdr.ID] {
+			seen[j.hdr.ID] = true
+			resp.Jobs = append(resp.Jobs, j.hdr)
+		}
+		resp.Execs = append(resp.Execs, execItem{ID: x.id, Job: j.hdr.ID, Index: x.item.idx, Input: x.item.input})
+	}
+	c.mu.replyTo, c.mu.replyWith = "", nil
+	resp.Drop = append(resp.Drop, c.drops.to(from).steal()...)
 	return resp, nil
 }
 
@@ -659,9 +736,7 @@ func (c *coordinator) sendExecs(node string, batch []*cexec) {
 			}
 		}
 	} else {
-		if resp.Accepted < len(req.Execs) || resp.Free <= 0 {
-			c.mu.skip[node] = now.Add(fullFor)
-		}
+		c.setRoomLocked(node, resp.Free, now)
 		for _, e := range req.Execs[min(resp.Accepted, len(req.Execs)):] {
 			if x := c.mu.execs[e.ID]; x != nil && x.state == ExecPending {
 				c.withdrawLocked(x)
@@ -718,21 +793,26 @@ func (c *coordinator) sendTakes(node string, batch []*cexec) {
 			c.loseLocked(x, "its outcome was no longer staged on "+node)
 			c.evaluateLocked(it, now)
 		default:
-			o := resp.Outcomes[i]
-			res := api.Result{
-				Index: it.idx, ItemID: it.id, Status: o.Status, ExitCode: o.ExitCode, Output: o.Stdout, Log: o.Stderr,
-				Message: o.Message, Digest: o.Digest, Node: node, Duration: o.Duration, Attempts: len(it.execs), Votes: it.votes,
-			}
-			var emitted [][]byte
-			if o.Status == string(plugins.StatusOK) {
-				emitted = o.Emitted
-			}
+			res, emitted := it.result(node, resp.Outcomes[i])
 			c.commitLocked(it, res, emitted)
 		}
 	}
 	if len(again) > 0 {
 		c.takes.to(node).push(again...)
 	}
+}
+
+// result is the item's result from its canonical outcome, staged on node,
+// and the child items it emitted (only an ok outcome's count).
+func (it *citem) result(node string, o stagedOutcome) (api.Result, [][]byte) {
+	res := api.Result{
+		Index: it.idx, ItemID: it.id, Status: o.Status, ExitCode: o.ExitCode, Output: o.Stdout, Log: o.Stderr,
+		Message: o.Message, Digest: o.Digest, Node: node, Duration: o.Duration, Attempts: len(it.execs), Votes: it.votes,
+	}
+	if o.Status != string(plugins.StatusOK) {
+		return res, nil
+	}
+	return res, o.Emitted
 }
 
 // sendCommits hands decided items to their home, retrying until it takes

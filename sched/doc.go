@@ -14,11 +14,13 @@
 //     it move, so a join moves nothing in flight. The job ID names the home.
 //   - Coordinator (coordinator.go): for each item assigned to it, it places
 //     Replicas executions by capacity-weighted rendezvous on distinct hosts
-//     (placement.go), skipping executors whose queue is full and nodes
-//     quarantined for the job's module; follows them through the executors'
-//     reports and, as a fallback, their heartbeat inventories (running: the
-//     deadline starts; finished: the digest; absent after a restart: lost);
-//     tallies their outcome digests (vote.go); fetches the canonical outcome
+//     (placement.go), skipping executors with no queue room (as they last
+//     announced it, less what it sent them since) and nodes quarantined for
+//     the job's module; follows them through the executors' reports and, as
+//     a fallback, their heartbeat inventories (running: the deadline starts;
+//     finished: the digest; absent after a restart: lost); tallies their
+//     outcome digests (vote.go); takes the canonical outcome from the
+//     report that carried it (small outcomes ride along) or else fetches it
 //     from one executor that gave it; rolls back every other execution; and
 //     hands the result (with any children the execution emitted) to the
 //     home. Disagreement and lost executions add executions until a quorum
@@ -32,8 +34,11 @@
 //     whose coordinator is gone are rolled back.
 //
 // Every hop between the parts is batched (outbox.go) and a call a node
-// makes to itself skips the network; what a node still pays for the hops
-// is measured by gridnode bench. The node-to-node methods (wire.go) accept only callers
+// makes to itself skips the network. In steady state an execution costs
+// one report: its reply carries the roll-backs and releases the
+// coordinator has for that executor and new executions up to the room the
+// report announced. What a node still pays for the hops is measured by
+// gridnode bench. The node-to-node methods (wire.go) accept only callers
 // with a node certificate.
 //
 // While grid says the node holds no quorum, the node refuses new jobs

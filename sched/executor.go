@@ -28,6 +28,11 @@ const (
 	stagedTTL        = 30 * time.Minute // a staged outcome nobody took or dropped (its coordinator forgot it)
 	takeBudget       = 6 << 20          // outcome bytes in one take response
 	reportRetryEvery = 200 * time.Millisecond
+	// inlineOutcome is the largest staged outcome (in bytes, see
+	// execution.bytes) that its report carries, so that the coordinator
+	// need not take it; larger ones wait on the executor for a take.
+	inlineOutcome = 64 << 10
+	reportBytes   = 4 << 20 // report bytes in one batch
 )
 
 type execStage uint8
@@ -104,13 +109,30 @@ type reportItem struct {
 	rep      execReport
 }
 
+func (r reportItem) size() int {
+	n := len(r.rep.ID) + len(r.rep.Digest) + len(r.rep.Message) + 64
+	if o := r.rep.Outcome; o != nil {
+		n += len(o.Stdout) + len(o.Stderr) + len(o.Message) + emittedBytes(o.Emitted) + 64
+	}
+	return n
+}
+
+// stagedOf is an outcome as a coordinator receives it.
+func stagedOf(id string, o plugins.Outcome) stagedOutcome {
+	return stagedOutcome{
+		ID: id, Status: string(o.Status), ExitCode: o.ExitCode, Stdout: o.Stdout, Stderr: o.Stderr,
+		Message: o.Message, Digest: string(o.Digest), Duration: o.Duration, Emitted: o.Emitted,
+	}
+}
+
 func newExecutor(n *Node, run runner, slots int) *executor {
 	e := &executor{n: n, run: run, slots: slots, queueCap: max(minQueue, queuePerSlot*slots), log: n.log}
 	e.mu.cond = sync.NewCond(&e.mu)
 	e.mu.execs = map[string]*execution{}
 	e.mu.jobs = map[string]*execJob{}
 	e.reports.new = func(coord string) *outbox[reportItem] {
-		return &outbox[reportItem]{max: 1024, spawn: n.spawn, send: func(b []reportItem) { e.sendReports(coord, b) }}
+		return &outbox[reportItem]{max: 1024, size: reportItem.size, bytes: reportBytes,
+			spawn: n.spawn, send: func(b []reportItem) { e.sendReports(coord, b) }}
 	}
 	return e
 }
@@ -279,6 +301,10 @@ func (e *executor) finish(x *execution, out plugins.Outcome) {
 	} else {
 		x.stage, x.out, x.staged, x.input = stageStaged, out, time.Now(), nil
 		e.mu.staged += x.bytes()
+		if x.bytes() <= inlineOutcome {
+			o := stagedOf(x.id, out)
+			rep.Outcome = &o
+		}
 		e.mu.Unlock()
 		inv.Set(grid.Execution{ID: x.id, State: grid.ExecFinished, Digest: digestBytes(out.Digest)})
 	}
@@ -322,6 +348,9 @@ func (e *executor) sendReports(coord string, batch []reportItem) {
 			if len(resp.Drop) > 0 {
 				e.drop(context.Background(), coord, &dropReq{IDs: resp.Drop})
 			}
+			if len(resp.Execs) > 0 {
+				e.acceptReplied(coord, &resp)
+			}
 			return
 		}
 		if !e.n.aliveAt(coord, batch[0].coordInc) || e.n.ctx.Err() != nil {
@@ -337,6 +366,21 @@ func (e *executor) sendReports(coord string, batch []reportItem) {
 		case <-time.After(reportRetryEvery):
 		case <-e.n.ctx.Done():
 		}
+	}
+}
+
+// acceptReplied queues the executions a coordinator sent in its reply to
+// a report. Those that no longer fit (other coordinators filled the queue
+// meanwhile) go back as refused in the next report: they never ran.
+func (e *executor) acceptReplied(coord string, resp *reportResp) {
+	req := execReq{Coord: coord, CoordInc: resp.CoordInc, Jobs: resp.Jobs, Execs: resp.Execs}
+	ok, err := e.accept(context.Background(), coord, &req)
+	if err != nil {
+		return // closing: the coordinator finds them lost with this node
+	}
+	out := e.reports.to(coord)
+	for _, x := range resp.Execs[min(ok.Accepted, len(resp.Execs)):] {
+		out.push(reportItem{coordInc: resp.CoordInc, rep: execReport{ID: x.ID, Refused: true}})
 	}
 }
 
@@ -363,11 +407,7 @@ func (e *executor) take(ctx context.Context, from string, req *takeReq) (takeRes
 		if budget -= x.bytes(); budget < 0 && len(resp.Outcomes) > 0 {
 			break
 		}
-		o := x.out
-		resp.Outcomes = append(resp.Outcomes, stagedOutcome{
-			ID: id, Status: string(o.Status), ExitCode: o.ExitCode, Stdout: o.Stdout, Stderr: o.Stderr,
-			Message: o.Message, Digest: string(o.Digest), Duration: o.Duration, Emitted: o.Emitted,
-		})
+		resp.Outcomes = append(resp.Outcomes, stagedOf(id, x.out))
 		e.forgetLocked(x)
 		taken = append(taken, id)
 	}

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"sync"
+	"time"
 )
 
 // outbox batches messages to one destination. Whoever pushes never waits:
@@ -15,9 +16,12 @@ type outbox[T any] struct {
 	bytes int                 // bytes per batch (when size is set)
 	send  func(batch []T)     // runs on the outbox's goroutine; handles its own errors
 	spawn func(f func()) bool // starts a goroutine; false once the owner is closing
-	mu    sync.Mutex
-	queue []T
-	busy  bool
+	// linger, when set, holds the first batch back that long, so that
+	// what is not urgent can ride on another message (see steal).
+	linger time.Duration
+	mu     sync.Mutex
+	queue  []T
+	busy   bool
 }
 
 func (o *outbox[T]) push(items ...T) {
@@ -37,6 +41,9 @@ func (o *outbox[T]) push(items ...T) {
 }
 
 func (o *outbox[T]) drain() {
+	if o.linger > 0 {
+		time.Sleep(o.linger)
+	}
 	for {
 		o.mu.Lock()
 		n, total := 0, 0
@@ -63,6 +70,15 @@ func (o *outbox[T]) drain() {
 		o.mu.Unlock()
 		o.send(batch)
 	}
+}
+
+// steal takes everything queued, to be delivered some other way.
+func (o *outbox[T]) steal() []T {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q := o.queue
+	o.queue = nil
+	return q
 }
 
 // pending is how many items wait to be sent.

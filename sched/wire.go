@@ -78,12 +78,25 @@ type execReport struct {
 	Digest  string `cbor:"3,keyasint"`
 	Message string `cbor:"4,keyasint,omitempty"`
 	Lost    bool   `cbor:"5,keyasint,omitempty"` // no usable outcome (crashed, cancelled, module missing): it does not vote
+	// Refused: the execution never ran, the executor's queue was full
+	// when it came in a report's reply. It used no attempt.
+	Refused bool `cbor:"6,keyasint,omitempty"`
+	// Outcome is the staged outcome itself when it is small (see
+	// inlineOutcome): a coordinator that decides on it needs no take. The
+	// executor keeps it staged all the same until the vote releases it.
+	Outcome *stagedOutcome `cbor:"7,keyasint,omitempty"`
 }
 
-// reportResp lists the executions the coordinator no longer wants (the
-// item was decided, or the coordinator restarted): roll them back.
+// reportResp is the coordinator's answer to a report, so that one round
+// trip carries what would otherwise take three: the executions it no
+// longer wants (decided, released, or unknown after a restart), to roll
+// back or forget; and new executions for the reporting executor, up to
+// the queue room the report announced.
 type reportResp struct {
-	Drop []string `cbor:"1,keyasint,omitempty"`
+	Drop     []string    `cbor:"1,keyasint,omitempty"`
+	CoordInc uint64      `cbor:"2,keyasint,omitempty"` // the coordinator's incarnation, for Execs
+	Jobs     []jobHeader `cbor:"3,keyasint,omitempty"`
+	Execs    []execItem  `cbor:"4,keyasint,omitempty"`
 }
 
 type takeReq struct {
