@@ -28,6 +28,7 @@ type benchReport struct {
 	Isolation string          `json:"isolation"`
 	WorkInput string          `json:"work_input"` // work.wasm's input for about 1 ms on raw wazero
 	Overhead  []overheadRow   `json:"overhead"`
+	Ceiling   []ceilingRow    `json:"sandbox_alone"`
 	Thru      []throughputRow `json:"throughput"`
 	Latency   []latencyRow    `json:"latency"`
 }
@@ -51,6 +52,17 @@ type throughputRow struct {
 	ItemUS      float64 `json:"raw_item_us"` // per item per core
 	Efficiency  float64 `json:"efficiency"`
 	Target      float64 `json:"target"`
+}
+
+// ceilingRow is one sandbox with as many workers as the cluster has slots,
+// fed directly, against raw wazero: what the cluster could reach if
+// scheduling cost nothing.
+type ceilingRow struct {
+	Items       string  `json:"items"`
+	Workers     int     `json:"workers"`
+	SandboxPerS float64 `json:"sandbox_items_per_s"`
+	RawPerS     float64 `json:"raw_items_per_s"`
+	Efficiency  float64 `json:"efficiency"`
 }
 
 type latencyRow struct {
@@ -92,7 +104,7 @@ func runBench(ctx context.Context, args []string) error {
 	slots := fs.Int("slots", 0, "execution slots per node (default: cores + 2)")
 	iso := fs.String("isolation", "process", "where the nodes run executions: process or inprocess")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process during the cluster measurements (the nodes, and raw wazero under rawThroughput) to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process during the cluster measurements to this file (the raw wazero baseline's samples are labelled bench=raw: pprof -tagignore bench=raw leaves the nodes)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -211,6 +223,14 @@ func runBench(ctx context.Context, args []string) error {
 		if _, err := runJob(ctx, g.client, warm, 2**slots, l.input); err != nil {
 			return fail(exitLocal, "warm-up of %s: %v", l.name, err)
 		}
+		ceil, err := sandboxCeiling(ctx, dir, isolation, *nodes**slots, l.wasm, l.input, *items, *rounds, cores)
+		if err != nil {
+			return fail(exitLocal, "sandbox alone with %s: %v", l.name, err)
+		}
+		ceil.Items = l.name
+		rep.Ceiling = append(rep.Ceiling, ceil)
+		say("  %-12s sandbox alone, %d workers fed directly: %7.0f items/s   raw %7.0f items/s   efficiency %.2f (the ceiling below)\n",
+			l.name, ceil.Workers, ceil.SandboxPerS, ceil.RawPerS, ceil.Efficiency)
 		for _, replicas := range []int{1, 2} {
 			spec := api.JobSpec{Module: push.Hash, Policy: api.Policy{Replicas: replicas}}
 			row, err := clusterThroughput(ctx, g.client, spec, l.wasm, l.input, *items, *rounds, cores)
@@ -315,15 +335,32 @@ func rawThroughput(ctx context.Context, wasm, input []byte, items, cores int) (f
 		r.Run(ctx, input)
 		runners[i] = r
 	}
+	t0 := time.Now()
+	err := feed(items, cores, func(i int) error {
+		_, err := runners[i].Run(ctx, input)
+		return err
+	}, func() {
+		// Labelled, so that --cpuprofile can tell the baseline from the cluster.
+		pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("bench", "raw")))
+	})
+	return float64(items) / time.Since(t0).Seconds(), err
+}
+
+// feed makes n calls of f from g goroutines (f gets the goroutine's
+// index), each first running setup when it is set; the first error stops
+// them all.
+func feed(n, g int, f func(i int) error, setup func()) error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
-		left = items
+		left = n
 		ferr error
 	)
-	t0 := time.Now()
-	for _, r := range runners {
+	for i := range g {
 		wg.Go(func() {
+			if setup != nil {
+				setup()
+			}
 			for {
 				mu.Lock()
 				if left == 0 || ferr != nil {
@@ -332,7 +369,7 @@ func rawThroughput(ctx context.Context, wasm, input []byte, items, cores int) (f
 				}
 				left--
 				mu.Unlock()
-				if _, err := r.Run(ctx, input); err != nil {
+				if err := f(i); err != nil {
 					mu.Lock()
 					ferr = err
 					mu.Unlock()
@@ -341,7 +378,54 @@ func rawThroughput(ctx context.Context, wasm, input []byte, items, cores int) (f
 		})
 	}
 	wg.Wait()
-	return float64(items) / time.Since(t0).Seconds(), ferr
+	return ferr
+}
+
+// sandboxCeiling measures one sandbox with workers workers, fed by as many
+// goroutines, against raw wazero on the same cores, round by round: the
+// cost of isolation alone, without any scheduling.
+func sandboxCeiling(ctx context.Context, dir string, iso plugins.Isolation, workers int, wasm, input []byte, items, rounds, cores int) (ceilingRow, error) {
+	row := ceilingRow{Workers: workers}
+	sd, err := os.MkdirTemp(dir, "ceiling-")
+	if err != nil {
+		return row, err
+	}
+	sb, err := plugins.Open(ctx, plugins.Config{Dir: sd, Isolation: iso, Workers: workers, Logger: quietLogger(os.Stderr)})
+	if err != nil {
+		return row, err
+	}
+	defer sb.Close()
+	h, err := sb.AddModule(ctx, wasm)
+	if err != nil {
+		return row, err
+	}
+	task := plugins.Task{Module: h, ItemID: "bench", Input: input}
+	run := func(n int) error {
+		return feed(n, workers, func(int) error {
+			if out := sb.Execute(ctx, task); out.Status != plugins.StatusOK {
+				return fmt.Errorf("%s: %s", out.Status, out.Message)
+			}
+			return nil
+		}, nil)
+	}
+	if err := run(2 * workers); err != nil { // every worker up, the module compiled
+		return row, err
+	}
+	var raws, sbs, effs []float64
+	for range rounds {
+		rawPS, err := rawThroughput(ctx, wasm, input, items, cores)
+		if err != nil {
+			return row, err
+		}
+		t0 := time.Now()
+		if err := run(items); err != nil {
+			return row, err
+		}
+		ps := float64(items) / time.Since(t0).Seconds()
+		raws, sbs, effs = append(raws, rawPS), append(sbs, ps), append(effs, ps/rawPS)
+	}
+	row.RawPerS, row.SandboxPerS, row.Efficiency = median(raws), median(sbs), median(effs)
+	return row, nil
 }
 
 // clusterThroughput measures a job on the cluster against raw wazero on

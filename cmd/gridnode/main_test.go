@@ -88,6 +88,8 @@ func TestBenchPrintsItsRows(t *testing.T) {
 		`echo \(tiny, WAT\) +inprocess .* µs/exec`,
 		`primes \(Go, guest SDK\) +process .* µs/exec`,
 		`cluster throughput: 3 nodes`,
+		`work \(1 ms\) +sandbox alone, 12 workers fed directly: +\d+ items/s +raw +\d+ items/s +efficiency \d+\.\d\d`,
+		`echo \(tiny\) +sandbox alone, .* efficiency \d+\.\d\d`,
 		`work \(1 ms\) +replicas 1 +cluster +\d+ items/s +raw +\d+ items/s .* efficiency \d+\.\d\d \(target 0\.75\)`,
 		`work \(1 ms\) +replicas 2 .* efficiency \d+\.\d\d`,
 		`echo \(tiny\) +replicas 1 .* efficiency \d+\.\d\d \(target 0\.40\)`,
