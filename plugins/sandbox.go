@@ -49,6 +49,16 @@ type Task struct {
 	FilesDir         string // host directory mounted read-only at /job; "" → none
 	Limits           Limits // validated by Sandbox.Limits; zero fields → defaults; fields over the node maximum are clamped
 	Nondeterministic bool   // real clocks and crypto/rand instead of the virtual ones
+	// Checkpoint is a sealed checkpoint (see OpenCheckpoint) that
+	// grid.checkpoint_load hands the guest: the execution resumes from it.
+	// nil: none. One that does not open for this module and item is
+	// refused, and the execution starts from the beginning.
+	Checkpoint []byte
+	// OnCheckpoint, when set, gets every checkpoint the guest saves with
+	// grid.checkpoint_save, sealed, in order, while the execution runs. It
+	// is called from the Sandbox's goroutines and must not block for long.
+	// (A func field does not cross to a worker process.)
+	OnCheckpoint func(sealed []byte)
 }
 
 // Grace is how long past its deadline an execution may run before its worker
