@@ -2,6 +2,7 @@ package sched
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/gridnode/gridnode/plugins"
 	"go.opentelemetry.io/otel"
@@ -26,6 +27,9 @@ type metrics struct {
 	quarantines   metric.Int64Counter
 	decisions     metric.Int64Counter
 	lost          metric.Int64Counter
+	movedItems    metric.Int64Counter
+	// What Node.Stats reports, counted beside the instruments.
+	nMoved, nLost, nResumed atomic.Uint64
 }
 
 func newMetrics() *metrics {
@@ -33,6 +37,7 @@ func newMetrics() *metrics {
 	var ms metrics
 	ms.tracer = otel.Tracer(instrumentation)
 	// Instrument constructors only fail on invalid names; ours are constants.
+	ms.movedItems, _ = m.Int64Counter("gridnode.items.moved", metric.WithDescription("Items of jobs this node is home to that moved to a new coordinator (the old one died, left or restarted)."))
 	ms.executions, _ = m.Int64Counter("gridnode.executions", metric.WithDescription("Executions finished, by outcome status."))
 	ms.duration, _ = m.Float64Histogram("gridnode.execution.duration", metric.WithUnit("s"), metric.WithDescription("Wall time of executions."))
 	ms.jobsSubmitted, _ = m.Int64Counter("gridnode.jobs.submitted", metric.WithDescription("Jobs accepted by this node."))

@@ -360,7 +360,23 @@ func (n *Node) Info() api.NodeInfo {
 	}
 }
 
+// Stats are counts since the node started, for a summary; the same
+// figures go to the node's metrics.
+type Stats struct {
+	ItemsMoved     uint64 // items of jobs this node is home to that moved to a new coordinator
+	ExecutionsLost uint64 // executions this node coordinated that were lost (their executor died, left, restarted or missed the deadline)
+	Resumed        uint64 // executions this node started from a lost one's checkpoint
+}
+
+// Stats returns the node's counts so far.
+func (n *Node) Stats() Stats {
+	m := n.metrics
+	return Stats{ItemsMoved: m.nMoved.Load(), ExecutionsLost: m.nLost.Load(), Resumed: m.nResumed.Load()}
+}
+
 // Close stops serving, cancels running executions and closes the state.
+// It does not leave the cluster: to the others, the node went silent (see
+// Leave).
 func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		n.spawnMu.Lock()

@@ -200,6 +200,8 @@ func (s *Scheduler) reclaim(v grid.View) {
 	}
 	if moved > 0 {
 		s.log.Info("items move to new coordinators", "items", moved, "epoch", v.Epoch)
+		s.n.metrics.movedItems.Add(context.Background(), int64(moved))
+		s.n.metrics.nMoved.Add(uint64(moved))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gridnode/gridnode/grid"
 	"github.com/gridnode/gridnode/plugins"
 	"github.com/gridnode/gridnode/sched"
 	"github.com/gridnode/gridnode/sdk"
@@ -145,6 +146,7 @@ func runDemo(ctx context.Context, args []string) error {
 	iso := fs.String("isolation", "process", "process or inprocess")
 	slots := fs.Int("slots", 0, "execution slots per node (default: cores + 2; the nodes share this machine's cores)")
 	keep := fs.Bool("keep", false, "keep the nodes' data dirs")
+	kill := fs.Float64("kill-at", 0.4, "kill the last node without warning once this share of the items is committed (0: no kill)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -165,6 +167,15 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	if *slots == 0 {
 		*slots = localSlots(runtime.GOMAXPROCS(0))
+	}
+	if *kill < 0 || *kill >= 1 {
+		return fail(exitUsage, "--kill-at %v: give a share of the items below 1 (0.4: at 40%%), or 0 for no kill", *kill)
+	}
+	killNote := ""
+	if *kill > 0 && (*nodes < 3 || *replicas >= *nodes) {
+		// The job needs the survivors: a monitor majority and a host per replica.
+		killNote = fmt.Sprintf("no node killed: that takes --nodes ≥ 3 and --replicas below --nodes (here %d and %d)", *nodes, *replicas)
+		*kill = 0
 	}
 	dir, err := os.MkdirTemp("", "gridnode-demo-")
 	if err != nil {
@@ -218,6 +229,12 @@ func runDemo(ctx context.Context, args []string) error {
 		return nodeError(err)
 	}
 	fmt.Printf("  job %s accepted by %s: %d items\n", reply.JobID, g.host(g.nodes[0].Identity().NodeID), reply.Items)
+	var killed <-chan killReport
+	if *kill > 0 {
+		victim := g.nodes[len(g.nodes)-1]
+		fmt.Printf("  %s will be killed without warning once %.0f%% of the items are committed\n", g.host(victim.Identity().NodeID), *kill*100)
+		killed = g.killAt(ctx, victim, reply.JobID, uint64(*kill*float64(reply.Items)))
+	}
 
 	outDir := filepath.Join(dir, "out")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
@@ -251,6 +268,14 @@ func runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	elapsed := time.Since(start)
+	var kr *killReport
+	if killed != nil {
+		select {
+		case r := <-killed:
+			kr = &r
+		case <-time.After(30 * time.Second):
+		}
+	}
 
 	// Check every result against a sieve computed here, natively.
 	limit := *items * *width
@@ -314,6 +339,26 @@ func runDemo(ctx context.Context, args []string) error {
 		fmt.Printf("%d for %d items", h, hostsPerItem[h])
 	}
 	fmt.Println()
+	switch {
+	case killNote != "":
+		fmt.Println("  " + killNote)
+	case kr != nil && kr.err != nil:
+		fmt.Printf("  the kill: %v\n", kr.err)
+	case kr != nil:
+		var st sched.Stats
+		for _, n := range g.nodes[:len(g.nodes)-1] {
+			s := n.Stats()
+			st.ItemsMoved += s.ItemsMoved
+			st.ExecutionsLost += s.ExecutionsLost
+			st.Resumed += s.Resumed
+		}
+		fmt.Printf("  killed %s without warning with %d of %d items committed; declared dead %s later: epoch %d → %d\n",
+			kr.host, kr.committed, sum.Items, kr.dead.Round(time.Millisecond), kr.epochBefore, kr.epochAfter)
+		fmt.Printf("  after the kill: %d items moved to a new coordinator, %d executions lost and run again elsewhere\n",
+			st.ItemsMoved, st.ExecutionsLost)
+	case *kill > 0:
+		fmt.Println("  no node was killed: the job finished first")
+	}
 	if example != nil {
 		fmt.Printf("  e.g. item %d (%d execution%s): %s\n", example.Index, example.Attempts, plural(example.Attempts), voteLine(example.Votes, g.host))
 	}
@@ -326,6 +371,67 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Println("  every result verified: OK")
 	return nil
+}
+
+// killReport is what the demo saw of the node it killed.
+type killReport struct {
+	host                    string
+	committed               uint64 // items committed when it was killed
+	dead                    time.Duration
+	epochBefore, epochAfter uint64
+	err                     error
+}
+
+// killAt closes victim without a leave (to the others it goes silent, as
+// after kill -9) once the job has committed items, and reports when the
+// first node declares it dead. The channel gets nothing if the job ends
+// first.
+func (g *localGrid) killAt(ctx context.Context, victim *sched.Node, jobID string, items uint64) <-chan killReport {
+	out := make(chan killReport, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		var st api.JobStatus
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			var err error
+			if st, err = g.client.Status(ctx, jobID); err != nil || st.State != api.JobRunning {
+				return
+			}
+			if st.Committed+st.Failed >= items {
+				break
+			}
+		}
+		id := victim.Identity().NodeID
+		observer := g.nodes[0].Cluster()
+		v, changed := observer.View()
+		r := killReport{host: g.host(id), committed: st.Committed + st.Failed, epochBefore: v.Epoch}
+		victim.Close()
+		t0 := time.Now()
+		timeout := time.After(60 * time.Second)
+		for {
+			if m, ok := v.Member(id); !ok || m.State != grid.Alive {
+				r.dead, r.epochAfter = time.Since(t0), v.Epoch
+				out <- r
+				return
+			}
+			select {
+			case <-changed:
+				v, changed = observer.View()
+			case <-timeout:
+				r.err = fmt.Errorf("%s was not declared dead within 60 s of the kill", r.host)
+				out <- r
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // knownPi holds published values of π(n), the count of primes below n.

@@ -57,6 +57,16 @@ func TestDemoChecksEveryResult(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}
 	}
+	// It killed a node mid-run, the others declared it dead in a new
+	// epoch, and the job finished correct all the same (checked above).
+	for _, re := range []string{
+		`killed demo-3 without warning with \d+ of 60 items committed; declared dead \d+(\.\d+)?m?s later: epoch (\d+) → (\d+)`,
+		`after the kill: \d+ items moved to a new coordinator, \d+ executions lost and run again elsewhere`,
+	} {
+		if !regexp.MustCompile(re).MatchString(stdout) {
+			t.Errorf("demo output lacks a line matching %s:\n%s", re, stdout)
+		}
+	}
 	// Every node of the three ran some of the executions.
 	m := regexp.MustCompile(`executions per node \(in the committed votes\): demo-1 (\d+), demo-2 (\d+), demo-3 (\d+)`).FindStringSubmatch(stdout)
 	if m == nil {
