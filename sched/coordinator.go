@@ -32,6 +32,10 @@ const (
 	itemSlack       = 30 * time.Second       // default item deadline = execution deadline + this
 	commitRetry     = 500 * time.Millisecond
 	stalledPerSweep = 1024 // stalled items placed again per sweep
+	// maxCkptBytes bounds the checkpoints one coordinator holds for the
+	// executions it follows; beyond it, new ones are not kept (a lost
+	// execution then resumes from an older one, or from the start).
+	maxCkptBytes = 1 << 30
 )
 
 type itemPhase uint8
@@ -65,6 +69,7 @@ type citem struct {
 	draw    float64    // adaptive replication's draw, fixed per item
 	votes   []api.Vote // as they stood when the item was decided
 	taking  *cexec
+	resume  [][]byte // checkpoints lost executions left, newest last: where the next ones start
 }
 
 // cexec is one execution of an item, as its coordinator follows it.
@@ -81,6 +86,13 @@ type cexec struct {
 	running  time.Time      // first seen running in the executor's inventory
 	finished time.Time      // first seen finished there without a report
 	out      *stagedOutcome // the outcome, when its report carried it
+	from     []byte         // the checkpoint it resumes from (sealed), if any
+	ckpt     []byte         // the newest checkpoint it saved (sealed), if any
+}
+
+// wire is the execution as its executor receives it.
+func (x *cexec) wire() execItem {
+	return execItem{ID: x.id, Job: x.item.job.hdr.ID, Index: x.item.idx, Input: x.item.input, Checkpoint: x.from}
 }
 
 // room is an executor's queue room as this coordinator believes it: what
@@ -118,6 +130,7 @@ type coordinator struct {
 		replyTo   string
 		replyWith []*cexec
 		stalled   []*citem // items fewer hosts could take than they need, oldest first
+		ckptBytes int      // held in checkpoints: executions' from and ckpt, items' resume
 		rep       *Reputation
 		rng       *rand.Rand
 		watched   map[string]func() // executors whose inventories this node follows
@@ -276,6 +289,53 @@ func (c *coordinator) loseLocked(x *cexec, why string) {
 	}
 	x.state, x.message = ExecLost, why
 	c.n.metrics.lost.Add(context.Background(), 1)
+	c.n.metrics.nLost.Add(1)
+	// Its newest checkpoint is where the next execution starts.
+	keep, other := x.ckpt, x.from
+	if keep == nil {
+		keep, other = x.from, nil
+	}
+	if keep != nil {
+		x.item.resume = append(x.item.resume, keep)
+	}
+	c.mu.ckptBytes -= len(other)
+	x.ckpt, x.from = nil, nil
+}
+
+// dropCkptsLocked forgets x's checkpoints: it finished, or its item did.
+func (c *coordinator) dropCkptsLocked(x *cexec) {
+	c.mu.ckptBytes -= len(x.ckpt) + len(x.from)
+	x.ckpt, x.from = nil, nil
+}
+
+// dropItemCkptsLocked forgets every checkpoint of an item that is decided.
+func (c *coordinator) dropItemCkptsLocked(it *citem) {
+	for _, x := range it.execs {
+		c.dropCkptsLocked(x)
+	}
+	for _, r := range it.resume {
+		c.mu.ckptBytes -= len(r)
+	}
+	it.resume = nil
+}
+
+// checkpoint keeps the newest checkpoint of each running execution.
+func (c *coordinator) checkpoint(ctx context.Context, from string, req *ckptReq) (ckptResp, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range req.Execs {
+		x := c.mu.execs[k.ID]
+		if x == nil || x.node != from || x.state != ExecPending || x.item.phase != phaseOpen {
+			continue
+		}
+		if c.mu.ckptBytes-len(x.ckpt)+len(k.Sealed) > maxCkptBytes {
+			c.log.Warn("not keeping a checkpoint: this coordinator holds its maximum of checkpoints", "execution", k.ID, "bytes", len(k.Sealed), "max", maxCkptBytes)
+			continue
+		}
+		c.mu.ckptBytes += len(k.Sealed) - len(x.ckpt)
+		x.ckpt = k.Sealed
+	}
+	return ckptResp{}, nil
 }
 
 // sweep enforces deadlines and reads the executors' inventories: what runs
@@ -315,6 +375,7 @@ func (c *coordinator) sweep(now time.Time) {
 				} else if now.Sub(x.finished) > inventoryLag {
 					// The report was lost; the inventory carries the digest.
 					x.state, x.digest = ExecDone, "sha256:"+hex.EncodeToString(e.Digest)
+					c.dropCkptsLocked(x)
 					touched[x.item] = true
 					continue
 				}
@@ -480,6 +541,10 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 			id: fmt.Sprintf("%s.%s.%d", it.id, c.tag, it.seq), item: it, node: m.NodeID, inc: m.Incarnation,
 			host: m.Host(), state: ExecPending, sent: now,
 		}
+		if n := len(it.resume); n > 0 {
+			x.from, it.resume = it.resume[n-1], it.resume[:n-1]
+			c.n.metrics.nResumed.Add(1)
+		}
 		it.execs = append(it.execs, x)
 		c.mu.execs[x.id] = x
 		if m.NodeID != c.n.id.NodeID {
@@ -632,6 +697,7 @@ func shortDigest(d string) string {
 // commitLocked rolls back every execution but the one taken and sends the
 // result to the job's home.
 func (c *coordinator) commitLocked(it *citem, res api.Result, emitted [][]byte) {
+	c.dropItemCkptsLocked(it)
 	for _, x := range it.execs {
 		if x != it.taking && x.state != ExecLost {
 			c.drops.to(x.node).push(x.id)
@@ -670,6 +736,7 @@ func (c *coordinator) report(ctx context.Context, from string, req *reportReq) (
 			c.loseLocked(x, r.Message)
 		default:
 			x.state, x.digest, x.out = ExecDone, r.Digest, r.Outcome
+			c.dropCkptsLocked(x)
 		}
 		touched[x.item] = true
 	}
@@ -692,7 +759,7 @@ func (c *coordinator) report(ctx context.Context, from string, req *reportReq) (
 			seen[j.hdr.ID] = true
 			resp.Jobs = append(resp.Jobs, j.hdr)
 		}
-		resp.Execs = append(resp.Execs, execItem{ID: x.id, Job: j.hdr.ID, Index: x.item.idx, Input: x.item.input})
+		resp.Execs = append(resp.Execs, x.wire())
 	}
 	c.mu.replyTo, c.mu.replyWith = "", nil
 	resp.Drop = append(resp.Drop, c.drops.to(from).steal()...)
@@ -715,7 +782,7 @@ func (c *coordinator) sendExecs(node string, batch []*cexec) {
 			seen[j.hdr.ID] = true
 			req.Jobs = append(req.Jobs, j.hdr)
 		}
-		req.Execs = append(req.Execs, execItem{ID: x.id, Job: j.hdr.ID, Index: x.item.idx, Input: x.item.input})
+		req.Execs = append(req.Execs, x.wire())
 	}
 	c.mu.Unlock()
 	if len(req.Execs) == 0 {
@@ -754,6 +821,10 @@ func (c *coordinator) sendExecs(node string, batch []*cexec) {
 func (c *coordinator) withdrawLocked(x *cexec) {
 	delete(c.mu.execs, x.id)
 	it := x.item
+	if x.from != nil { // it never started: the next one resumes there
+		it.resume = append(it.resume, x.from)
+		x.from = nil
+	}
 	if i := slices.Index(it.execs, x); i >= 0 {
 		it.execs = slices.Delete(it.execs, i, i+1)
 	}
@@ -885,6 +956,7 @@ func (c *coordinator) items(ctx context.Context, from string, req *itemsReq) (it
 	}
 	if req.Cancel {
 		for _, it := range j.items {
+			c.dropItemCkptsLocked(it)
 			for _, x := range it.execs {
 				if x.state != ExecLost {
 					c.drops.to(x.node).push(x.id)

@@ -52,6 +52,7 @@ type execution struct {
 	job      *execJob
 	idx      uint64
 	input    []byte
+	ckpt     []byte // sealed checkpoint to resume from, until the execution starts
 	stage    execStage
 	cancel   context.CancelFunc
 	dropped  bool // rolled back while running: discard the outcome
@@ -90,6 +91,7 @@ type executor struct {
 	queueCap int
 	log      *slog.Logger
 	reports  outboxes[reportItem]
+	ckpts    outboxes[ckptEntry] // per coordinator: checkpoints saved by running executions
 
 	mu struct {
 		sync.Mutex
@@ -108,6 +110,14 @@ type reportItem struct {
 	coordInc uint64
 	rep      execReport
 }
+
+// ckptEntry is one saved checkpoint on its way to a coordinator.
+type ckptEntry struct {
+	coordInc uint64
+	item     ckptItem
+}
+
+func (c ckptEntry) size() int { return len(c.item.Sealed) + len(c.item.ID) + 16 }
 
 func (r reportItem) size() int {
 	n := len(r.rep.ID) + len(r.rep.Digest) + len(r.rep.Message) + 64
@@ -133,6 +143,10 @@ func newExecutor(n *Node, run runner, slots int) *executor {
 	e.reports.new = func(coord string) *outbox[reportItem] {
 		return &outbox[reportItem]{max: 1024, size: reportItem.size, bytes: reportBytes,
 			spawn: n.spawn, send: func(b []reportItem) { e.sendReports(coord, b) }}
+	}
+	e.ckpts.new = func(coord string) *outbox[ckptEntry] {
+		return &outbox[ckptEntry]{max: 256, size: ckptEntry.size, bytes: reportBytes,
+			spawn: n.spawn, send: func(b []ckptEntry) { e.sendCheckpoints(coord, b) }}
 	}
 	return e
 }
@@ -193,7 +207,7 @@ func (e *executor) accept(ctx context.Context, from string, req *execReq) (execR
 			e.mu.jobs[it.Job] = j
 		}
 		j.refs++
-		x := &execution{id: it.ID, coord: from, coordInc: req.CoordInc, job: j, idx: it.Index, input: it.Input, stage: stageQueued}
+		x := &execution{id: it.ID, coord: from, coordInc: req.CoordInc, job: j, idx: it.Index, input: it.Input, ckpt: it.Checkpoint, stage: stageQueued}
 		e.mu.execs[it.ID] = x
 		e.mu.queue = append(e.mu.queue, x)
 	}
@@ -235,7 +249,11 @@ func (e *executor) execute(ctx context.Context, x *execution) plugins.Outcome {
 	if err != nil {
 		return plugins.Outcome{Status: plugins.StatusModuleNotFound, Message: err.Error()}
 	}
-	t.ItemID, t.Input = ItemID(x.job.hdr.ID, x.idx), x.input
+	t.ItemID, t.Input, t.Checkpoint = ItemID(x.job.hdr.ID, x.idx), x.input, x.ckpt
+	x.ckpt = nil // the sandbox holds it now
+	t.OnCheckpoint = func(sealed []byte) {
+		e.ckpts.to(x.coord).push(ckptEntry{coordInc: x.coordInc, item: ckptItem{ID: x.id, Sealed: sealed}})
+	}
 	ctx, span := e.n.metrics.startExecute(ctx, x.job.hdr.ID, t.ItemID)
 	out := e.run.Execute(ctx, t)
 	e.n.metrics.endExecute(ctx, span, out)
@@ -381,6 +399,25 @@ func (e *executor) acceptReplied(coord string, resp *reportResp) {
 	out := e.reports.to(coord)
 	for _, x := range resp.Execs[min(ok.Accepted, len(resp.Execs)):] {
 		out.push(reportItem{coordInc: resp.CoordInc, rep: execReport{ID: x.ID, Refused: true}})
+	}
+}
+
+// sendCheckpoints hands the newest checkpoint of each execution in the
+// batch to its coordinator. A checkpoint that does not arrive costs only
+// the work since the one before: it is not retried, the next one is sent.
+func (e *executor) sendCheckpoints(coord string, batch []ckptEntry) {
+	newest := map[string]int{}
+	for i, c := range batch {
+		newest[c.item.ID] = i
+	}
+	req := ckptReq{Execs: make([]ckptItem, 0, len(newest))}
+	for i, c := range batch {
+		if newest[c.item.ID] == i {
+			req.Execs = append(req.Execs, c.item)
+		}
+	}
+	if _, err := callNode(e.n, coord, methodCkpt, e.n.coord.checkpoint, &req); err != nil {
+		e.log.Debug("could not hand checkpoints to their coordinator", "coordinator", coord, "checkpoints", len(req.Execs), "err", err)
 	}
 }
 

@@ -74,6 +74,7 @@ func (n *Node) registerPeers() {
 	handleNode(n, methodCommit, n.sched.commit)
 	handleNode(n, methodItems, n.coord.items)
 	handleNode(n, methodJob, n.jobInfo)
+	handleNode(n, methodCkpt, n.coord.checkpoint)
 	n.srv.Handle(methodModule, n.serveModule)
 }
 

@@ -9,15 +9,16 @@ import (
 // Methods nodes call on each other to run a job's items. Only nodes may
 // call them: every handler checks the caller's certificate.
 const (
-	methodAssign = "sched.assign" // home → coordinator: items to coordinate
-	methodExec   = "sched.exec"   // coordinator → executor: executions to queue
-	methodReport = "sched.report" // executor → coordinator: finished executions' digests
-	methodTake   = "sched.take"   // coordinator → executor: canonical outcomes, released
-	methodDrop   = "sched.drop"   // coordinator → executor: roll executions back
-	methodCommit = "sched.commit" // coordinator → home: decided items, into the result log
-	methodItems  = "sched.items"  // home → coordinator: why items are not done; cancel a job
-	methodJob    = "sched.job"    // any node → home: a job's header and files
-	methodModule = "sched.module" // any node → any node: a module's bytes by hash (stream)
+	methodAssign = "sched.assign"     // home → coordinator: items to coordinate
+	methodExec   = "sched.exec"       // coordinator → executor: executions to queue
+	methodReport = "sched.report"     // executor → coordinator: finished executions' digests
+	methodTake   = "sched.take"       // coordinator → executor: canonical outcomes, released
+	methodDrop   = "sched.drop"       // coordinator → executor: roll executions back
+	methodCommit = "sched.commit"     // coordinator → home: decided items, into the result log
+	methodItems  = "sched.items"      // home → coordinator: why items are not done; cancel a job
+	methodJob    = "sched.job"        // any node → home: a job's header and files
+	methodModule = "sched.module"     // any node → any node: a module's bytes by hash (stream)
+	methodCkpt   = "sched.checkpoint" // executor → coordinator: checkpoints of running executions
 )
 
 // jobHeader is what coordinators and executors need of a job: everything
@@ -54,7 +55,24 @@ type execItem struct {
 	Job   string `cbor:"2,keyasint"`
 	Index uint64 `cbor:"3,keyasint"`
 	Input []byte `cbor:"4,keyasint"`
+	// Checkpoint, sealed, is where the execution resumes: the last one a
+	// lost execution of the item saved.
+	Checkpoint []byte `cbor:"5,keyasint,omitempty"`
 }
+
+// ckptReq carries the newest checkpoint of running executions to their
+// coordinator, which keeps it until the execution ends: if the execution
+// is lost, the next one resumes from it.
+type ckptReq struct {
+	Execs []ckptItem `cbor:"1,keyasint"`
+}
+
+type ckptItem struct {
+	ID     string `cbor:"1,keyasint"`
+	Sealed []byte `cbor:"2,keyasint"`
+}
+
+type ckptResp struct{}
 
 // execResp says how many executions, from the first, the executor queued;
 // the rest found its queue full.
