@@ -33,7 +33,24 @@
 //     order; a refused call emits nothing and never traps). The children are
 //     Outcome.Emitted, in order, kept only when the status is ok and covered
 //     by the digest; the scheduler adds them to the job only if the outcome
-//     wins the vote.
+//     wins the vote;
+//   - grid.checkpoint_save(ptr i32, len i32) -> i32 saves a copy of len bytes
+//     of memory at ptr as the execution's checkpoint, so that a long item
+//     interrupted by a deadline, a crash or a lost node can resume instead of
+//     starting over. It returns 0 on success; 1 when len exceeds
+//     MaxCheckpoint (4 MiB: a sealed checkpoint must fit one node-to-node
+//     wire frame); 3 when [ptr, ptr+len) is outside the module's memory
+//     (checked in that order; 2 is not used; a refused call saves nothing and
+//     never traps). The host seals each saved checkpoint (below) and hands it
+//     to Task.OnCheckpoint in order while the execution runs, in both
+//     isolation modes;
+//   - grid.checkpoint_load(ptr i32, cap i32) -> i64 returns -1 when there is
+//     no checkpoint, otherwise the payload's size n, and copies the payload to
+//     [ptr, ptr+n) only when n <= cap (-3 when that range is outside memory).
+//     A guest calls it with cap 0 to learn the size, then with a buffer. The
+//     payload is Task.Checkpoint's until the guest saves one, then the latest
+//     saved. The return codes of both depend only on the guest's own calls
+//     and the task's checkpoint, so honest duplicates see the same codes.
 //
 // Any other import is refused when the module is added (ErrMissingImport lists
 // them all). WebAssembly components are refused with a hint to rebuild for
@@ -64,8 +81,27 @@
 // emits nothing ends in u32be(0), as it did before grid.emit existed, so its
 // digest did not change. For deadline, cancelled, crashed and module_not_found, stdout is
 // encoded as empty: how far a module got before a wall-clock event is not a
-// property of the item. Message, Stack, Stderr, Progress and Duration are not
-// digested. Changing the encoding means changing the version string.
+// property of the item. Message, Stack, Stderr, Progress, Duration, Resumed and
+// CheckpointRefused are not digested: an execution resumed from a checkpoint
+// must agree with one that ran from the beginning. Changing the encoding means changing the version string.
+//
+// # Checkpoints
+//
+// A sealed checkpoint (SealCheckpoint, OpenCheckpoint) is
+//
+//	"GNCK" u8(1) u16be(len(module)) module u32be(len(item)) item u64be(seq)
+//	u32be(len(payload)) payload sha256(all the bytes before it)
+//
+// where module is the module's Hash as text ("sha256:…"), item the item ID
+// (which contains the job ID) and seq numbers the checkpoints of an
+// execution 1, 2, …, continuing from the resumed checkpoint's seq + 1. Before
+// an execution, Execute opens Task.Checkpoint against the task's module and
+// item: one that is not a checkpoint, truncated, corrupted, or sealed for
+// another module or item is refused, the execution runs from the beginning
+// (checkpoint_load returns -1) and Outcome.CheckpointRefused says why. The
+// checksum detects accidents, not forgery: a checkpoint's bytes are as
+// trusted as the node that stored them, and a module should check what it
+// loads. Outcome.Resumed says the guest loaded the task's checkpoint.
 //
 // crashed, cancelled and module_not_found are Retriable: they say nothing
 // about the item and must not vote.

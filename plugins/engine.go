@@ -59,6 +59,8 @@ func newEngine(ctx context.Context, cacheDir string, cooperative bool) (*engine,
 		grid, err = rt.NewHostModuleBuilder("grid").
 			NewFunctionBuilder().WithFunc(hostProgress).WithParameterNames("fraction").Export("progress").
 			NewFunctionBuilder().WithFunc(hostEmit).WithParameterNames("ptr", "len").WithResultNames("status").Export("emit").
+			NewFunctionBuilder().WithFunc(hostCheckpointSave).WithParameterNames("ptr", "len").WithResultNames("status").Export("checkpoint_save").
+			NewFunctionBuilder().WithFunc(hostCheckpointLoad).WithParameterNames("ptr", "cap").WithResultNames("size").Export("checkpoint_load").
 			Instantiate(ctx)
 		if err == nil {
 			for _, m := range []api.Module{rt.Module(wasi_snapshot_preview1.ModuleName), grid} {
@@ -186,7 +188,7 @@ func (e *engine) checkImports(cm wazero.CompiledModule) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: the module needs %s, but the grid provides only wasi_snapshot_preview1, grid.progress and grid.emit", ErrMissingImport, strings.Join(missing, ", "))
+	return fmt.Errorf("%w: the module needs %s, but the grid provides only wasi_snapshot_preview1, grid.progress, grid.emit, grid.checkpoint_save and grid.checkpoint_load", ErrMissingImport, strings.Join(missing, ", "))
 }
 
 func sig(f api.FunctionDefinition) string {
@@ -204,6 +206,7 @@ func sig(f api.FunctionDefinition) string {
 type execState struct {
 	progress atomic.Uint64 // math.Float64bits
 	emitted  emitted       // grid.emit
+	ckpt     checkpoints   // grid.checkpoint_save and grid.checkpoint_load
 }
 
 type execStateKey struct{}
@@ -243,6 +246,7 @@ func newExecution(t Task) *execution {
 	x := &execution{t: t, lim: lim, start: time.Now(), st: &execState{},
 		alloc:  &limitAllocator{limit: uint64(lim.memoryPages()) * pageSize},
 		stderr: &tailWriter{limit: lim.StderrBytes}}
+	x.st.ckpt.start(t)
 	x.stdout = &capWriter{limit: lim.StdoutBytes, onOver: func() {
 		// Stop the guest inside its fd_write: a panic in a host call ends the
 		// wasm call at once, whether or not the runtime checks its ctx.
@@ -269,14 +273,10 @@ func (x *execution) produced() runResult {
 	r.Stderr, r.StderrTruncated = x.stderr.tail()
 	r.Progress = math.Float64frombits(x.st.progress.Load())
 	r.Emitted = x.st.emitted.list()
+	r.Resumed, r.CheckpointRefused = x.st.ckpt.state()
 	r.MemoryHit = x.alloc.hit.Load()
 	r.Duration = time.Since(x.start)
 	return r
-}
-
-// run executes one task on c (see runExecution).
-func (e *engine) run(ctx context.Context, c *compiled, t Task, scratch string) runResult {
-	return e.runExecution(ctx, c, newExecution(t), scratch)
 }
 
 // runExecution executes x on c. scratch, when set, is the root under which a

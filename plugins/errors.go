@@ -13,6 +13,8 @@ var (
 	ErrModuleNotFound = errors.New("plugins: module not found")
 	// ErrLimit: a requested limit is above the node's maximum or otherwise invalid.
 	ErrLimit = errors.New("plugins: limit refused")
+	// ErrCheckpoint: a sealed checkpoint was refused (see OpenCheckpoint).
+	ErrCheckpoint = errors.New("plugins: checkpoint refused")
 	// ErrClosed: the Sandbox was closed.
 	ErrClosed = errors.New("plugins: sandbox closed")
 )

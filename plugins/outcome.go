@@ -36,8 +36,15 @@ type Outcome struct {
 	Stack           []string // wasm stack frames, innermost first, when the module has names
 	Progress        float64  // last value passed to grid.progress; not part of the digest
 	Emitted         [][]byte // child item inputs passed to grid.emit, in order; staged, and only when Status is ok
-	Digest          Hash
-	Duration        time.Duration
+	// Resumed: Task.Checkpoint opened and the guest loaded it with
+	// grid.checkpoint_load. Not part of the digest: a resumed execution
+	// must agree with one that ran from the beginning.
+	Resumed bool
+	// CheckpointRefused says why Task.Checkpoint was refused (the execution
+	// then ran from the beginning), or is "". Not part of the digest.
+	CheckpointRefused string
+	Digest            Hash
+	Duration          time.Duration
 }
 
 // Retriable reports whether the outcome says nothing about the module and the
@@ -85,8 +92,9 @@ func (o *Outcome) seal() {
 // that emitted nothing, exactly as before emit existed), and stdout is empty
 // for statuses whose output was cut by wall-clock events (deadline, cancelled,
 // crashed, module_not_found).
-// Message, Stack, Stderr, Progress and Duration are not part of it: they may
-// legitimately differ between two honest runs.
+// Message, Stack, Stderr, Progress, Duration, Resumed and CheckpointRefused
+// are not part of it: they may legitimately differ between two honest runs
+// (one of which may have resumed from a checkpoint).
 func computeDigest(o *Outcome) Hash {
 	h := sha256.New()
 	var n [8]byte

@@ -233,6 +233,12 @@ func (p *pool) execute(ctx context.Context, t Task, scratchRoot string) Outcome 
 				}
 				continue
 			}
+			if ok && m.Kind == msgCheckpoint && m.ID == id {
+				if t.OnCheckpoint != nil {
+					t.OnCheckpoint(m.Sealed)
+				}
+				continue
+			}
 			if ok && m.Kind == msgStarted && m.ID == id {
 				start = time.Now()
 				if w.loaded == nil {

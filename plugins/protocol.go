@@ -12,7 +12,8 @@ import (
 // The worker protocol: each frame is a 4-byte big-endian length followed by
 // that many bytes of one gob-encoded message. The supervisor sends init, then
 // run and cancel; the worker answers ready, then started (module loaded,
-// deadline running) and one result per run.
+// deadline running), a checkpoint frame for every checkpoint the guest saves
+// while it runs, and one result per run.
 // Frames above maxFrame are refused before any allocation.
 
 const maxFrame = 512 << 20
@@ -25,8 +26,9 @@ const (
 	msgRun
 	msgCancel
 	msgResult
-	msgStarted // the module is loaded and the deadline starts now
-	msgLoading // a run sent as Loaded finds its module evicted: loading it first
+	msgStarted    // the module is loaded and the deadline starts now
+	msgLoading    // a run sent as Loaded finds its module evicted: loading it first
+	msgCheckpoint // the running execution saved a checkpoint (sealed), before its result
 )
 
 type message struct {
@@ -37,6 +39,7 @@ type message struct {
 	Scratch string     // run: root of the worker's scratch directories
 	Loaded  bool       // run: the supervisor saw this worker load the module (no started frame needed)
 	Result  *runResult // result
+	Sealed  []byte     // checkpoint: a sealed checkpoint (see SealCheckpoint)
 }
 
 // msgEncoder writes one direction of the pipe. It keeps one gob stream, so
@@ -94,7 +97,7 @@ func (d *msgDecoder) recv() (*message, error) {
 		}
 		return nil, fmt.Errorf("plugins: decode frame: %w", err)
 	}
-	if m.Kind < msgInit || m.Kind > msgLoading {
+	if m.Kind < msgInit || m.Kind > msgCheckpoint {
 		return nil, fmt.Errorf("plugins: unknown frame kind %d", m.Kind)
 	}
 	return m, nil

@@ -11,7 +11,8 @@ func TestProtocolRoundTrip(t *testing.T) {
 	enc := newMsgEncoder(&buf)
 	msgs := []*message{
 		{Kind: msgRun, ID: 7, Task: &Task{Module: HashOf(nil), ItemID: "i", Input: []byte("x"), Env: map[string]string{"a": "b"}}, Scratch: "/s"},
-		{Kind: msgRun, ID: 8, Task: &Task{ItemID: "j"}},
+		{Kind: msgRun, ID: 8, Task: &Task{ItemID: "j", Checkpoint: []byte("GNCK…"), OnCheckpoint: func([]byte) {}}},
+		{Kind: msgCheckpoint, ID: 8, Sealed: []byte("sealed")},
 		{Kind: msgResult, ID: 8, Result: &runResult{Outcome: Outcome{Status: StatusOK, Stdout: []byte("hi"), Emitted: [][]byte{[]byte("c0"), {}, []byte("c2")}}}},
 	}
 	for _, m := range msgs {
@@ -24,10 +25,13 @@ func TestProtocolRoundTrip(t *testing.T) {
 	if err != nil || out.Kind != msgRun || out.ID != 7 || out.Task.ItemID != "i" || out.Task.Env["a"] != "b" || out.Scratch != "/s" {
 		t.Fatalf("%+v %v", out, err)
 	}
-	if out, err := dec.recv(); err != nil || out.ID != 8 || out.Task.ItemID != "j" {
-		t.Fatalf("second message on the same stream: %+v %v", out, err)
+	if out, err := dec.recv(); err != nil || out.ID != 8 || out.Task.ItemID != "j" || string(out.Task.Checkpoint) != "GNCK…" || out.Task.OnCheckpoint != nil {
+		t.Fatalf("second message on the same stream (a task's checkpoint crosses, its callback does not): %+v %v", out, err)
 	}
-	if out, err := dec.recv(); err != nil || string(out.Result.Stdout) != "hi" || !equalChildren(out.Result.Emitted, msgs[2].Result.Emitted) {
+	if out, err := dec.recv(); err != nil || out.Kind != msgCheckpoint || string(out.Sealed) != "sealed" {
+		t.Fatalf("checkpoint frame: %+v %v", out, err)
+	}
+	if out, err := dec.recv(); err != nil || string(out.Result.Stdout) != "hi" || !equalChildren(out.Result.Emitted, msgs[3].Result.Emitted) {
 		t.Fatalf("third message: %+v %v", out, err)
 	}
 	if _, err := dec.recv(); err == nil {

@@ -193,6 +193,14 @@ func (s *Sandbox) MaxLimits() Limits { return s.max }
 // ends first the outcome is StatusCancelled.
 func (s *Sandbox) Execute(ctx context.Context, t Task) (o Outcome) {
 	start := time.Now()
+	// A refused checkpoint is reported on every outcome, including those
+	// decided before the module runs, and is not sent to a worker.
+	var refused string
+	if t.Checkpoint != nil {
+		if _, _, err := OpenCheckpoint(t.Checkpoint, t.Module, t.ItemID); err != nil {
+			refused, t.Checkpoint = err.Error(), nil
+		}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("execute panicked", "module", t.Module, "item", t.ItemID, "panic", r)
@@ -203,6 +211,9 @@ func (s *Sandbox) Execute(ctx context.Context, t Task) (o Outcome) {
 		}
 		if o.Duration == 0 {
 			o.Duration = time.Since(start)
+		}
+		if refused != "" {
+			o.CheckpointRefused = refused
 		}
 		s.faults.apply(&o, t.ItemID)
 	}()
@@ -247,11 +258,15 @@ func (s *Sandbox) executeInProcess(ctx context.Context, t Task, scratch string) 
 	if !ok {
 		return o
 	}
+	x := newExecution(t)
+	gate := &checkpointGate{f: t.OnCheckpoint}
+	defer gate.close()
+	x.st.ckpt.deliver = gate.deliver
 	done := make(chan runResult, 1)
 	s.inflight.Add(1)
 	go func() {
 		defer s.inflight.Done()
-		done <- s.eng.run(ctx, c, t, scratch)
+		done <- s.eng.runExecution(ctx, c, x, scratch)
 	}()
 	timer := time.NewTimer(t.Limits.Deadline + Grace)
 	defer timer.Stop()

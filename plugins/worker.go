@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -55,7 +56,14 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	defer eng.close(context.Background())
 	st := store{dir: filepath.Join(init.Dir, "modules")}
-	send := newMsgEncoder(out).send
+	// The main loop and the guest's goroutine (its checkpoints) both send.
+	enc := newMsgEncoder(out)
+	var sendMu sync.Mutex
+	send := func(m *message) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return enc.send(m)
+	}
 	if err := send(&message{Kind: msgReady, ID: uint64(os.Getpid())}); err != nil {
 		return err
 	}
@@ -100,6 +108,12 @@ func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	// start runs a loaded module with its deadline running from now.
 	start := func(l load) {
 		cur = newExecution(l.t)
+		// Each checkpoint crosses before the result, which is sent only
+		// after the guest's last save returned. A failed send shows up on
+		// the main loop's next send, or as the supervisor's EOF.
+		cur.st.ckpt.deliver = func(sealed []byte) {
+			send(&message{Kind: msgCheckpoint, ID: l.id, Sealed: sealed})
+		}
 		timer = time.NewTimer(cur.lim.Deadline)
 		deadline = timer.C
 		go func(x *execution) {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 )
 
@@ -21,6 +22,8 @@ var (
 	Work []byte // WAT: decimal N → N rounds of integer mixing (see WorkOutput)
 	//go:embed emit/emit.wasm
 	Emit []byte // Go, guest SDK: "parent N" emits children "child 0" … "child N-1"; "child I" → EmitChildOutput(I)
+	//go:embed count/count.wasm
+	Count []byte // Go, guest SDK: "STEPS EVERY" → CountOutput(STEPS), checkpointing every EVERY steps and resuming from a checkpoint
 )
 
 // EmitChildOutput is what emit.wasm prints for input "child i": "child i ",
@@ -47,4 +50,19 @@ func WorkOutput(n uint64) string {
 	}
 	b[16] = '\n'
 	return string(b[:])
+}
+
+// CountRoundsPerStep is how many rounds of the mix count.wasm applies per step.
+const CountRoundsPerStep = 100_000
+
+// CountOutput is what count.wasm prints for STEPS = steps, whatever EVERY is
+// and whether or not it resumed: x starts as steps and takes steps ×
+// CountRoundsPerStep rounds of WorkOutput's mix.
+func CountOutput(steps uint64) string {
+	x := steps
+	for range steps * CountRoundsPerStep {
+		x = x*6364136223846793005 + 1442695040888963407
+		x ^= x >> 29
+	}
+	return fmt.Sprintf("%016x\n", x)
 }

@@ -16,9 +16,24 @@ func TestEmitChildOutput(t *testing.T) {
 }
 
 func TestModulesEmbedded(t *testing.T) {
-	for name, b := range map[string][]byte{"Primes": Primes, "Echo": Echo, "Work": Work, "Emit": Emit} {
+	for name, b := range map[string][]byte{"Primes": Primes, "Echo": Echo, "Work": Work, "Emit": Emit, "Count": Count} {
 		if len(b) < 8 || string(b[:4]) != "\x00asm" {
 			t.Errorf("%s is not a WebAssembly module (%d bytes)", name, len(b))
+		}
+	}
+}
+
+func TestCountOutput(t *testing.T) {
+	// Values from an independent implementation (Python, arbitrary-precision
+	// integers masked to 64 bits).
+	for steps, want := range map[uint64]string{
+		0: "0000000000000000\n",
+		1: "723cc1865dd69690\n",
+		2: "01d86a21f972f3fa\n",
+		5: "a274f051afe00d5b\n",
+	} {
+		if got := CountOutput(steps); got != want {
+			t.Errorf("CountOutput(%d) = %q, want %q", steps, got, want)
 		}
 	}
 }

@@ -37,13 +37,19 @@
 // its outcome wins the item's vote. At most 1024 children per execution,
 // 1 MiB per child input and 4 MiB in total.
 //
-// Calling [Progress] or [Emit] makes the module import grid.progress or
-// grid.emit. Such a module runs only on a host that provides those imports
+// [SaveCheckpoint] and [LoadCheckpoint] let a long item survive an
+// interruption: a module saves its state now and then, and an execution
+// that the grid resumes from a checkpoint loads it and continues instead of
+// starting over. The output must not depend on whether it resumed.
+//
+// Calling [Progress], [Emit], [SaveCheckpoint] or [LoadCheckpoint] makes the
+// module import grid.progress, grid.emit, grid.checkpoint_save or
+// grid.checkpoint_load. Such a module runs only on a host that provides those imports
 // (a gridnode agent does); a plain WASI runtime will refuse to instantiate
 // it. Modules that call neither have no "grid" imports at all.
 //
 // This package never touches the network or the host beyond stdin, stdout,
 // stderr, args, env and the grid imports. It compiles on every platform so
-// that job code can be unit-tested natively; there Progress does nothing and
-// Emit returns an error.
+// that job code can be unit-tested natively; there Progress does nothing,
+// Emit returns an error and checkpoints are kept in process memory.
 package guest

@@ -38,3 +38,37 @@ func ExampleEmit() {
 
 // childWork stands for the real work of a child item.
 func childWork(input []byte) ([]byte, error) { return append(input, '\n'), nil }
+
+// A long item that checkpoints: it saves its state every 1000 steps and, when
+// the grid resumes it from a checkpoint, continues from there. The output
+// does not depend on whether it resumed. Outside the grid, checkpoints are
+// kept in memory, so the job function can be tested natively like this.
+func ExampleSaveCheckpoint() {
+	sum := func(n uint64) ([]byte, error) {
+		var i, total uint64
+		if data, ok, err := guest.LoadCheckpoint(); err != nil {
+			return nil, err
+		} else if ok {
+			_, err := fmt.Sscanf(string(data), "%d %d", &i, &total)
+			if err != nil {
+				return nil, fmt.Errorf("bad checkpoint %q: %w", data, err)
+			}
+			fmt.Println("resumed at", i)
+		}
+		for ; i < n; i++ {
+			if i%1000 == 0 {
+				if err := guest.SaveCheckpoint(fmt.Appendf(nil, "%d %d", i, total)); err != nil {
+					return nil, err
+				}
+			}
+			total += i
+		}
+		return fmt.Appendf(nil, "%d", total), nil
+	}
+	first, _ := sum(2500)  // saves at 0, 1000 and 2000
+	second, _ := sum(2500) // as if the grid resumed it
+	fmt.Println(string(first), string(second))
+	// Output:
+	// resumed at 2000
+	// 3123750 3123750
+}
