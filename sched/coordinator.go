@@ -32,10 +32,6 @@ const (
 	itemSlack       = 30 * time.Second       // default item deadline = execution deadline + this
 	commitRetry     = 500 * time.Millisecond
 	stalledPerSweep = 1024 // stalled items placed again per sweep
-	// maxCkptBytes bounds the checkpoints one coordinator holds for the
-	// executions it follows; beyond it, new ones are not kept (a lost
-	// execution then resumes from an older one, or from the start).
-	maxCkptBytes = 1 << 30
 )
 
 type itemPhase uint8
@@ -69,7 +65,10 @@ type citem struct {
 	draw    float64    // adaptive replication's draw, fixed per item
 	votes   []api.Vote // as they stood when the item was decided
 	taking  *cexec
-	resume  [][]byte // checkpoints lost executions left, newest last: where the next ones start
+	// resume: an execution of it was lost (here, or with a coordinator
+	// before this one), so the job's home may hold a checkpoint of it: the
+	// next executions ask for one before they start.
+	resume bool
 }
 
 // cexec is one execution of an item, as its coordinator follows it.
@@ -86,13 +85,12 @@ type cexec struct {
 	running  time.Time      // first seen running in the executor's inventory
 	finished time.Time      // first seen finished there without a report
 	out      *stagedOutcome // the outcome, when its report carried it
-	from     []byte         // the checkpoint it resumes from (sealed), if any
-	ckpt     []byte         // the newest checkpoint it saved (sealed), if any
+	resume   bool           // sent to resume from the item's checkpoint, if the home holds one
 }
 
 // wire is the execution as its executor receives it.
 func (x *cexec) wire() execItem {
-	return execItem{ID: x.id, Job: x.item.job.hdr.ID, Index: x.item.idx, Input: x.item.input, Checkpoint: x.from}
+	return execItem{ID: x.id, Job: x.item.job.hdr.ID, Index: x.item.idx, Input: x.item.input, Resume: x.resume}
 }
 
 // room is an executor's queue room as this coordinator believes it: what
@@ -130,7 +128,6 @@ type coordinator struct {
 		replyTo   string
 		replyWith []*cexec
 		stalled   []*citem // items fewer hosts could take than they need, oldest first
-		ckptBytes int      // held in checkpoints: executions' from and ckpt, items' resume
 		rep       *Reputation
 		rng       *rand.Rand
 		watched   map[string]func() // executors whose inventories this node follows
@@ -290,52 +287,8 @@ func (c *coordinator) loseLocked(x *cexec, why string) {
 	x.state, x.message = ExecLost, why
 	c.n.metrics.lost.Add(context.Background(), 1)
 	c.n.metrics.nLost.Add(1)
-	// Its newest checkpoint is where the next execution starts.
-	keep, other := x.ckpt, x.from
-	if keep == nil {
-		keep, other = x.from, nil
-	}
-	if keep != nil {
-		x.item.resume = append(x.item.resume, keep)
-	}
-	c.mu.ckptBytes -= len(other)
-	x.ckpt, x.from = nil, nil
-}
-
-// dropCkptsLocked forgets x's checkpoints: it finished, or its item did.
-func (c *coordinator) dropCkptsLocked(x *cexec) {
-	c.mu.ckptBytes -= len(x.ckpt) + len(x.from)
-	x.ckpt, x.from = nil, nil
-}
-
-// dropItemCkptsLocked forgets every checkpoint of an item that is decided.
-func (c *coordinator) dropItemCkptsLocked(it *citem) {
-	for _, x := range it.execs {
-		c.dropCkptsLocked(x)
-	}
-	for _, r := range it.resume {
-		c.mu.ckptBytes -= len(r)
-	}
-	it.resume = nil
-}
-
-// checkpoint keeps the newest checkpoint of each running execution.
-func (c *coordinator) checkpoint(ctx context.Context, from string, req *ckptReq) (ckptResp, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, k := range req.Execs {
-		x := c.mu.execs[k.ID]
-		if x == nil || x.node != from || x.state != ExecPending || x.item.phase != phaseOpen {
-			continue
-		}
-		if c.mu.ckptBytes-len(x.ckpt)+len(k.Sealed) > maxCkptBytes {
-			c.log.Warn("not keeping a checkpoint: this coordinator holds its maximum of checkpoints", "execution", k.ID, "bytes", len(k.Sealed), "max", maxCkptBytes)
-			continue
-		}
-		c.mu.ckptBytes += len(k.Sealed) - len(x.ckpt)
-		x.ckpt = k.Sealed
-	}
-	return ckptResp{}, nil
+	// Its checkpoint, if it saved one, is where the next execution starts.
+	x.item.resume = true
 }
 
 // sweep enforces deadlines and reads the executors' inventories: what runs
@@ -375,7 +328,6 @@ func (c *coordinator) sweep(now time.Time) {
 				} else if now.Sub(x.finished) > inventoryLag {
 					// The report was lost; the inventory carries the digest.
 					x.state, x.digest = ExecDone, "sha256:"+hex.EncodeToString(e.Digest)
-					c.dropCkptsLocked(x)
 					touched[x.item] = true
 					continue
 				}
@@ -436,7 +388,7 @@ func (c *coordinator) assign(ctx context.Context, from string, req *assignReq) (
 		if _, held := j.items[a.Index]; held {
 			continue
 		}
-		it := &citem{job: j, idx: a.Index, id: ItemID(j.hdr.ID, a.Index), input: a.Input, phase: phaseOpen, draw: c.mu.rng.Float64()}
+		it := &citem{job: j, idx: a.Index, id: ItemID(j.hdr.ID, a.Index), input: a.Input, phase: phaseOpen, draw: c.mu.rng.Float64(), resume: a.Resume}
 		j.items[a.Index] = it
 		c.evaluateLocked(it, now)
 	}
@@ -541,8 +493,8 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 			id: fmt.Sprintf("%s.%s.%d", it.id, c.tag, it.seq), item: it, node: m.NodeID, inc: m.Incarnation,
 			host: m.Host(), state: ExecPending, sent: now,
 		}
-		if n := len(it.resume); n > 0 {
-			x.from, it.resume = it.resume[n-1], it.resume[:n-1]
+		if it.resume {
+			x.resume = true
 			c.n.metrics.nResumed.Add(1)
 		}
 		it.execs = append(it.execs, x)
@@ -697,7 +649,6 @@ func shortDigest(d string) string {
 // commitLocked rolls back every execution but the one taken and sends the
 // result to the job's home.
 func (c *coordinator) commitLocked(it *citem, res api.Result, emitted [][]byte) {
-	c.dropItemCkptsLocked(it)
 	for _, x := range it.execs {
 		if x != it.taking && x.state != ExecLost {
 			c.drops.to(x.node).push(x.id)
@@ -736,7 +687,6 @@ func (c *coordinator) report(ctx context.Context, from string, req *reportReq) (
 			c.loseLocked(x, r.Message)
 		default:
 			x.state, x.digest, x.out = ExecDone, r.Digest, r.Outcome
-			c.dropCkptsLocked(x)
 		}
 		touched[x.item] = true
 	}
@@ -821,10 +771,6 @@ func (c *coordinator) sendExecs(node string, batch []*cexec) {
 func (c *coordinator) withdrawLocked(x *cexec) {
 	delete(c.mu.execs, x.id)
 	it := x.item
-	if x.from != nil { // it never started: the next one resumes there
-		it.resume = append(it.resume, x.from)
-		x.from = nil
-	}
 	if i := slices.Index(it.execs, x); i >= 0 {
 		it.execs = slices.Delete(it.execs, i, i+1)
 	}
@@ -879,6 +825,7 @@ func (it *citem) result(node string, o stagedOutcome) (api.Result, [][]byte) {
 	res := api.Result{
 		Index: it.idx, ItemID: it.id, Status: o.Status, ExitCode: o.ExitCode, Output: o.Stdout, Log: o.Stderr,
 		Message: o.Message, Digest: o.Digest, Node: node, Duration: o.Duration, Attempts: len(it.execs), Votes: it.votes,
+		Resumed: o.Resumed,
 	}
 	if o.Status != string(plugins.StatusOK) {
 		return res, nil
@@ -956,7 +903,6 @@ func (c *coordinator) items(ctx context.Context, from string, req *itemsReq) (it
 	}
 	if req.Cancel {
 		for _, it := range j.items {
-			c.dropItemCkptsLocked(it)
 			for _, x := range it.execs {
 				if x.state != ExecLost {
 					c.drops.to(x.node).push(x.id)
@@ -980,7 +926,16 @@ func (c *coordinator) items(ctx context.Context, from string, req *itemsReq) (it
 		}
 		resp.Waiting[why]++
 		if len(resp.Examples) < req.Example {
-			resp.Examples = append(resp.Examples, api.ItemState{Index: idx, Why: why, Coordinator: c.n.id.NodeID, Executions: len(it.execs), Votes: it.currentVotes()})
+			st := api.ItemState{Index: idx, Why: why, Coordinator: c.n.id.NodeID, Executions: len(it.execs), Votes: it.currentVotes()}
+			for _, x := range it.execs {
+				if x.state == ExecPending {
+					st.Executors = append(st.Executors, x.node)
+					if x.resume {
+						st.Resumed++
+					}
+				}
+			}
+			resp.Examples = append(resp.Examples, st)
 		}
 	}
 	return resp, nil

@@ -31,7 +31,11 @@
 //     it fetches a module it lacks from a peer by hash (and checks the
 //     hash), runs the execution in the plugins sandbox, and keeps its
 //     outcome staged until the coordinator takes or drops it. Executions
-//     whose coordinator is gone are rolled back.
+//     whose coordinator is gone are rolled back. Checkpoints a running
+//     execution saves go to the job's home (checkpoints.go), which keeps
+//     the newest one per unfinished item; an execution that replaces a
+//     lost one (the coordinator marks its item) fetches it first and
+//     resumes there.
 //
 // Every hop between the parts is batched (outbox.go) and a call a node
 // makes to itself skips the network. In steady state an execution costs

@@ -52,7 +52,7 @@ type execution struct {
 	job      *execJob
 	idx      uint64
 	input    []byte
-	ckpt     []byte // sealed checkpoint to resume from, until the execution starts
+	resume   bool // ask the job's home for the item's checkpoint before it starts
 	stage    execStage
 	cancel   context.CancelFunc
 	dropped  bool // rolled back while running: discard the outcome
@@ -91,7 +91,7 @@ type executor struct {
 	queueCap int
 	log      *slog.Logger
 	reports  outboxes[reportItem]
-	ckpts    outboxes[ckptEntry] // per coordinator: checkpoints saved by running executions
+	ckpts    outboxes[ckptItem] // per job home: checkpoints saved by running executions
 
 	mu struct {
 		sync.Mutex
@@ -111,13 +111,7 @@ type reportItem struct {
 	rep      execReport
 }
 
-// ckptEntry is one saved checkpoint on its way to a coordinator.
-type ckptEntry struct {
-	coordInc uint64
-	item     ckptItem
-}
-
-func (c ckptEntry) size() int { return len(c.item.Sealed) + len(c.item.ID) + 16 }
+func (c ckptItem) size() int { return len(c.Sealed) + len(c.Job) + 16 }
 
 func (r reportItem) size() int {
 	n := len(r.rep.ID) + len(r.rep.Digest) + len(r.rep.Message) + 64
@@ -131,7 +125,7 @@ func (r reportItem) size() int {
 func stagedOf(id string, o plugins.Outcome) stagedOutcome {
 	return stagedOutcome{
 		ID: id, Status: string(o.Status), ExitCode: o.ExitCode, Stdout: o.Stdout, Stderr: o.Stderr,
-		Message: o.Message, Digest: string(o.Digest), Duration: o.Duration, Emitted: o.Emitted,
+		Message: o.Message, Digest: string(o.Digest), Duration: o.Duration, Emitted: o.Emitted, Resumed: o.Resumed,
 	}
 }
 
@@ -144,9 +138,9 @@ func newExecutor(n *Node, run runner, slots int) *executor {
 		return &outbox[reportItem]{max: 1024, size: reportItem.size, bytes: reportBytes,
 			spawn: n.spawn, send: func(b []reportItem) { e.sendReports(coord, b) }}
 	}
-	e.ckpts.new = func(coord string) *outbox[ckptEntry] {
-		return &outbox[ckptEntry]{max: 256, size: ckptEntry.size, bytes: reportBytes,
-			spawn: n.spawn, send: func(b []ckptEntry) { e.sendCheckpoints(coord, b) }}
+	e.ckpts.new = func(home string) *outbox[ckptItem] {
+		return &outbox[ckptItem]{max: 256, size: ckptItem.size, bytes: reportBytes,
+			spawn: n.spawn, send: func(b []ckptItem) { e.sendCheckpoints(home, b) }}
 	}
 	return e
 }
@@ -207,7 +201,7 @@ func (e *executor) accept(ctx context.Context, from string, req *execReq) (execR
 			e.mu.jobs[it.Job] = j
 		}
 		j.refs++
-		x := &execution{id: it.ID, coord: from, coordInc: req.CoordInc, job: j, idx: it.Index, input: it.Input, ckpt: it.Checkpoint, stage: stageQueued}
+		x := &execution{id: it.ID, coord: from, coordInc: req.CoordInc, job: j, idx: it.Index, input: it.Input, resume: it.Resume, stage: stageQueued}
 		e.mu.execs[it.ID] = x
 		e.mu.queue = append(e.mu.queue, x)
 	}
@@ -249,14 +243,25 @@ func (e *executor) execute(ctx context.Context, x *execution) plugins.Outcome {
 	if err != nil {
 		return plugins.Outcome{Status: plugins.StatusModuleNotFound, Message: err.Error()}
 	}
-	t.ItemID, t.Input, t.Checkpoint = ItemID(x.job.hdr.ID, x.idx), x.input, x.ckpt
-	x.ckpt = nil // the sandbox holds it now
+	t.ItemID, t.Input = ItemID(x.job.hdr.ID, x.idx), x.input
+	home := x.job.hdr.Home
+	if x.resume {
+		req := resumeReq{Job: x.job.hdr.ID, Index: x.idx}
+		if resp, err := callNode(e.n, home, methodResume, e.n.sched.loadCheckpoint, &req); err != nil {
+			e.log.Warn("could not fetch the checkpoint to resume from; the item starts from the beginning", "item", t.ItemID, "home", home, "err", err)
+		} else {
+			t.Checkpoint = resp.Sealed
+		}
+	}
 	t.OnCheckpoint = func(sealed []byte) {
-		e.ckpts.to(x.coord).push(ckptEntry{coordInc: x.coordInc, item: ckptItem{ID: x.id, Sealed: sealed}})
+		e.ckpts.to(home).push(ckptItem{Job: x.job.hdr.ID, Index: x.idx, Sealed: sealed})
 	}
 	ctx, span := e.n.metrics.startExecute(ctx, x.job.hdr.ID, t.ItemID)
 	out := e.run.Execute(ctx, t)
 	e.n.metrics.endExecute(ctx, span, out)
+	if out.CheckpointRefused != "" {
+		e.log.Warn("refused the item's checkpoint; the execution ran from the beginning", "item", t.ItemID, "reason", out.CheckpointRefused)
+	}
 	return out
 }
 
@@ -402,22 +407,26 @@ func (e *executor) acceptReplied(coord string, resp *reportResp) {
 	}
 }
 
-// sendCheckpoints hands the newest checkpoint of each execution in the
-// batch to its coordinator. A checkpoint that does not arrive costs only
-// the work since the one before: it is not retried, the next one is sent.
-func (e *executor) sendCheckpoints(coord string, batch []ckptEntry) {
-	newest := map[string]int{}
-	for i, c := range batch {
-		newest[c.item.ID] = i
+// sendCheckpoints hands the newest checkpoint of each item in the batch to
+// the job's home. A checkpoint that does not arrive costs only the work
+// since the one before: it is not retried, the next one is sent.
+func (e *executor) sendCheckpoints(home string, batch []ckptItem) {
+	type key struct {
+		job string
+		idx uint64
 	}
-	req := ckptReq{Execs: make([]ckptItem, 0, len(newest))}
+	newest := map[key]int{}
 	for i, c := range batch {
-		if newest[c.item.ID] == i {
-			req.Execs = append(req.Execs, c.item)
+		newest[key{c.Job, c.Index}] = i
+	}
+	req := ckptReq{Items: make([]ckptItem, 0, len(newest))}
+	for i, c := range batch {
+		if newest[key{c.Job, c.Index}] == i {
+			req.Items = append(req.Items, c)
 		}
 	}
-	if _, err := callNode(e.n, coord, methodCkpt, e.n.coord.checkpoint, &req); err != nil {
-		e.log.Debug("could not hand checkpoints to their coordinator", "coordinator", coord, "checkpoints", len(req.Execs), "err", err)
+	if _, err := callNode(e.n, home, methodCkpt, e.n.sched.saveCheckpoints, &req); err != nil {
+		e.log.Debug("could not hand checkpoints to their job's home", "home", home, "checkpoints", len(req.Items), "err", err)
 	}
 }
 

@@ -365,7 +365,7 @@ func (n *Node) Info() api.NodeInfo {
 type Stats struct {
 	ItemsMoved     uint64 // items of jobs this node is home to that moved to a new coordinator
 	ExecutionsLost uint64 // executions this node coordinated that were lost (their executor died, left, restarted or missed the deadline)
-	Resumed        uint64 // executions this node started from a lost one's checkpoint
+	Resumed        uint64 // executions this node coordinated that were to resume from their item's checkpoint (an earlier execution was lost)
 }
 
 // Stats returns the node's counts so far.

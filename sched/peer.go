@@ -74,7 +74,8 @@ func (n *Node) registerPeers() {
 	handleNode(n, methodCommit, n.sched.commit)
 	handleNode(n, methodItems, n.coord.items)
 	handleNode(n, methodJob, n.jobInfo)
-	handleNode(n, methodCkpt, n.coord.checkpoint)
+	handleNode(n, methodCkpt, n.sched.saveCheckpoints)
+	handleNode(n, methodResume, n.sched.loadCheckpoint)
 	n.srv.Handle(methodModule, n.serveModule)
 }
 

@@ -40,7 +40,8 @@ type job struct {
 	retry    []uint64 // items to assign again (their coordinator went away)
 	assigned map[uint64]assignment
 	outBytes int
-	changed  chan struct{} // closed and replaced whenever results commit or the state changes
+	changed  chan struct{}     // closed and replaced whenever results commit or the state changes
+	ckpts    map[uint64][]byte // newest sealed checkpoint of unfinished items (see checkpoints.go)
 }
 
 // assignment is where an item is coordinated.
@@ -97,6 +98,7 @@ type Scheduler struct {
 		closed bool
 		// storageErr is the last failed commit, nil once one succeeds.
 		storageErr error
+		ckptBytes  int // held in jobs' checkpoints
 	}
 }
 
@@ -264,7 +266,7 @@ func (s *Scheduler) assignRound(v grid.View, own *grid.Ownership) {
 			a := assignment{coord: coord, inc: m.Incarnation, size: len(inputs[k])}
 			p.j.assigned[i] = a
 			p.j.outBytes += a.size
-			e := assignEntry{hdr: hdr, item: assignItem{Job: hdr.ID, Index: i, Input: inputs[k]}}
+			e := assignEntry{hdr: hdr, item: assignItem{Job: hdr.ID, Index: i, Input: inputs[k], Resume: p.j.ckpts[i] != nil}}
 			out = append(out, func() { s.assigns.to(coord).push(e) })
 		}
 		s.mu.Unlock()
@@ -475,6 +477,7 @@ func (s *Scheduler) applyCommitted(batch []pendingResult, recs map[string]*jobRe
 		j := s.mu.jobs[r.jobID]
 		if j != nil && r.committed {
 			j.setDone(r.res.Index)
+			s.dropCheckpointLocked(j, r.res.Index)
 			if a, ok := j.assigned[r.res.Index]; ok {
 				delete(j.assigned, r.res.Index)
 				j.outBytes -= a.size
@@ -533,6 +536,9 @@ func (s *Scheduler) finish(j *job, state string) error {
 		coords[a.coord] = true
 	}
 	j.assigned, j.retry, j.outBytes = map[uint64]assignment{}, nil, 0
+	for idx := range j.ckpts {
+		s.dropCheckpointLocked(j, idx)
+	}
 	j.notifyLocked()
 	s.metrics.jobsFinished(state)
 	if state == api.JobCancelled {

@@ -18,7 +18,8 @@ const (
 	methodItems  = "sched.items"      // home → coordinator: why items are not done; cancel a job
 	methodJob    = "sched.job"        // any node → home: a job's header and files
 	methodModule = "sched.module"     // any node → any node: a module's bytes by hash (stream)
-	methodCkpt   = "sched.checkpoint" // executor → coordinator: checkpoints of running executions
+	methodCkpt   = "sched.checkpoint" // executor → home: checkpoints of running executions
+	methodResume = "sched.resume"     // executor → home: the checkpoint an execution resumes from
 )
 
 // jobHeader is what coordinators and executors need of a job: everything
@@ -39,6 +40,9 @@ type assignItem struct {
 	Job   string `cbor:"1,keyasint"`
 	Index uint64 `cbor:"2,keyasint"`
 	Input []byte `cbor:"3,keyasint"`
+	// Resume: the home holds a checkpoint of the item (an earlier
+	// coordinator lost an execution of it): executions start from it.
+	Resume bool `cbor:"4,keyasint,omitempty"`
 }
 
 type assignResp struct{}
@@ -55,24 +59,35 @@ type execItem struct {
 	Job   string `cbor:"2,keyasint"`
 	Index uint64 `cbor:"3,keyasint"`
 	Input []byte `cbor:"4,keyasint"`
-	// Checkpoint, sealed, is where the execution resumes: the last one a
-	// lost execution of the item saved.
-	Checkpoint []byte `cbor:"5,keyasint,omitempty"`
+	// Resume: an execution of the item was lost; before it starts, the
+	// executor asks the job's home for the item's checkpoint.
+	Resume bool `cbor:"5,keyasint,omitempty"`
 }
 
-// ckptReq carries the newest checkpoint of running executions to their
-// coordinator, which keeps it until the execution ends: if the execution
-// is lost, the next one resumes from it.
+// ckptReq carries the newest checkpoints of running executions to their
+// job's home, which keeps the newest of each item until the item is
+// decided: a lost execution's successor resumes from it.
 type ckptReq struct {
-	Execs []ckptItem `cbor:"1,keyasint"`
+	Items []ckptItem `cbor:"1,keyasint"`
 }
 
 type ckptItem struct {
-	ID     string `cbor:"1,keyasint"`
-	Sealed []byte `cbor:"2,keyasint"`
+	Job    string `cbor:"1,keyasint"`
+	Index  uint64 `cbor:"2,keyasint"`
+	Sealed []byte `cbor:"3,keyasint"`
 }
 
 type ckptResp struct{}
+
+type resumeReq struct {
+	Job   string `cbor:"1,keyasint"`
+	Index uint64 `cbor:"2,keyasint"`
+}
+
+// resumeResp is the item's newest checkpoint, sealed; empty: none.
+type resumeResp struct {
+	Sealed []byte `cbor:"1,keyasint,omitempty"`
+}
 
 // execResp says how many executions, from the first, the executor queued;
 // the rest found its queue full.
@@ -138,6 +153,7 @@ type stagedOutcome struct {
 	Digest   string        `cbor:"8,keyasint,omitempty"`
 	Duration time.Duration `cbor:"9,keyasint,omitempty"`
 	Emitted  [][]byte      `cbor:"10,keyasint,omitempty"`
+	Resumed  bool          `cbor:"11,keyasint,omitempty"`
 }
 
 type dropReq struct {

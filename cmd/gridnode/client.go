@@ -449,6 +449,12 @@ func printStatus(w io.Writer, st api.JobStatus) {
 		if it.Coordinator != "" {
 			fmt.Fprintf(w, ", coordinator %s", it.Coordinator)
 		}
+		if len(it.Executors) > 0 {
+			fmt.Fprintf(w, ", on %s", strings.Join(it.Executors, ", "))
+		}
+		if it.Resumed > 0 {
+			fmt.Fprintf(w, " (%d resumed from a checkpoint)", it.Resumed)
+		}
 		if len(it.Votes) > 0 {
 			fmt.Fprintf(w, "; votes %s", voteLine(it.Votes, nil))
 		}

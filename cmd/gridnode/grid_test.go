@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"maps"
 	"os"
 	"slices"
@@ -591,5 +592,105 @@ func TestGridExecutorKilled(t *testing.T) {
 	t.Logf("after the restart, %d items × 3 replicas read through %s: executions per node %v", small, id, per)
 	if ids := slices.Sorted(maps.Keys(per)); !slices.Equal(ids, []string{"n1", "n2", "n3"}) {
 		t.Errorf("executions on %v, want n1, n2 and n3", strings.Join(ids, ", "))
+	}
+}
+
+// TestGridCheckpointResume runs one long item that checkpoints at a fixed
+// interval, kills its executor (kill -9) at a random moment of its run, and
+// checks that it resumed on another node from the last checkpoint before
+// the kill: the output is the fault-free run's, and the work redone is less
+// than one interval (plus what the calibration misjudges). The short run
+// has a 4-second item checkpointing every 0.4 s; the run:
+//
+//	GRIDNODE_CKPT_SECONDS=60 GRIDNODE_CKPT_ROUNDS=20 go test -count=1 -timeout 60m -run TestGridCheckpointResume -v ./cmd/gridnode/
+func TestGridCheckpointResume(t *testing.T) {
+	secs := envInt(t, "GRIDNODE_CKPT_SECONDS", 4)
+	rounds := envInt(t, "GRIDNODE_CKPT_ROUNDS", 1)
+	rng := rand.New(rand.NewPCG(uint64(testSeed(t)), 3))
+	c := gridStart(t, 3, nil)
+	mod := gridPush(t, c, 1, testdata.Count)
+	index := map[string]int{}
+	for i := 1; i <= c.N(); i++ {
+		index[c.Node(i).ID] = i
+	}
+
+	// Calibrate: steps per second of count.wasm here, from a short run.
+	const calSteps = 2000
+	cal := gridSubmit(t, c, 1, api.JobSpec{Name: "calibrate", Module: mod}, [][]byte{fmt.Appendf(nil, "%d %d", calSteps, calSteps)})
+	got, _ := gridResults(t, c, 1, cal, time.Minute)
+	rate := calSteps / got[0].Duration.Seconds()
+	steps := uint64(float64(secs) * rate)
+	every := steps / 10
+	interval := time.Duration(float64(every) / rate * float64(time.Second))
+	input := fmt.Appendf(nil, "%d %d", steps, every)
+	want := testdata.CountOutput(steps)
+	t.Logf("count.wasm runs %.0f steps/s here: the item is %d steps (%ds), a checkpoint every %d steps (%s)", rate, steps, secs, every, interval.Round(time.Millisecond))
+
+	for round := range rounds {
+		var job string
+		var exec int
+		var running time.Time
+		ctx, cancel := withTimeout(2 * time.Minute)
+		// Find the item running; its home (n1, which keeps the job) must
+		// not be its executor: a home's loss is the replicated ledger's.
+		for try := 0; exec == 0; try++ {
+			if try == 10 {
+				t.Fatalf("round %d: the item ran on the job's home 10 times in a row", round)
+			}
+			job = gridSubmit(t, c, 1, api.JobSpec{Name: "long", Module: mod}, [][]byte{input})
+			for running.IsZero() {
+				st, err := c.Client(1).Status(ctx, job)
+				if err != nil || st.Done() {
+					t.Fatalf("round %d: status %+v, %v: the item ended before it was seen running", round, st, err)
+				}
+				if len(st.Unfinished) == 1 && st.Unfinished[0].Why == api.WaitRunning && len(st.Unfinished[0].Executors) == 1 {
+					running, exec = time.Now(), index[st.Unfinished[0].Executors[0]]
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatalf("round %d: the item was never seen running", round)
+				case <-time.After(harness.PollEvery):
+				}
+			}
+			if exec == 1 {
+				if _, err := c.Client(1).Cancel(ctx, job); err != nil {
+					t.Fatalf("cancel: %v", err)
+				}
+				exec, running = 0, time.Time{}
+			}
+		}
+		// Kill it between 20% and 80% of its run.
+		at := time.Duration((0.2 + 0.6*rng.Float64()) * float64(secs) * float64(time.Second))
+		time.Sleep(time.Until(running.Add(at)))
+		killedAt := time.Since(running)
+		c.Kill(exec)
+		cancel()
+
+		got, st := gridResults(t, c, 1, job, 3*time.Minute)
+		r := got[0]
+		if st.State != api.JobDone || !r.OK() || string(r.Output) != want {
+			t.Fatalf("round %d: state %s, item %s %q (%s), want ok %q", round, st.State, r.Status, r.Output, r.Message, want)
+		}
+		var from uint64
+		if _, err := fmt.Sscanf(string(r.Log), "resumed at step %d", &from); err != nil || from == 0 || !r.Resumed {
+			t.Fatalf("round %d: the item did not resume from a checkpoint: resumed %v, its log is %q", round, r.Resumed, r.Log)
+		}
+		// The killed run had reached about killedAt×rate steps; the last
+		// checkpoint before that is where it should have resumed.
+		reached := uint64(killedAt.Seconds() * rate)
+		last := reached / every * every
+		wasted := time.Duration(float64(reached-min(reached, from)) / rate * float64(time.Second))
+		t.Logf("round %d: killed n%d %s into the run (about step %d); resumed on %s at step %d; work redone ≈ %s (interval %s)",
+			round, exec, killedAt.Round(time.Millisecond), reached, r.Node, from, wasted.Round(time.Millisecond), interval.Round(time.Millisecond))
+		if from+every < last {
+			t.Errorf("round %d: resumed at step %d, but the run had saved step %d before the kill", round, from, last)
+		}
+		c.Restart(exec, false)
+		sctx, scancel := withTimeout(settleWait)
+		err := c.Poll(sctx, func(r harness.Round) bool { return settled(r, 3, 3) })
+		scancel()
+		if err != nil {
+			t.Fatalf("round %d: n%d back: %v", round, exec, err)
+		}
 	}
 }

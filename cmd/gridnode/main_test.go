@@ -372,7 +372,7 @@ func TestCLIStatusShowsWhyItemsWait(t *testing.T) {
 		Unfinished: []api.ItemState{{Index: 7, Why: api.WaitDisagree, Coordinator: "n2", Executions: 3, Votes: []api.Vote{
 			{Digest: "sha256:0123456789abcdef0123", Nodes: []string{"n1", "n3"}},
 			{Digest: "sha256:fedcba9876543210fedc", Nodes: []string{"n2"}},
-		}}},
+		}}, {Index: 8, Why: api.WaitRunning, Coordinator: "n1", Executions: 2, Executors: []string{"n3"}, Resumed: 1}},
 		Quarantined: []api.Quarantine{{Node: "n2", Module: "sha256:aaaabbbbccccdddd", Until: until}},
 	}
 	var b strings.Builder
@@ -380,6 +380,7 @@ func TestCLIStatusShowsWhyItemsWait(t *testing.T) {
 	for _, want := range []string{
 		"  not done: 3 waiting for a slot, 2 running, 1 executions disagree\n",
 		"  item 7: executions disagree, 3 executions, coordinator n2; votes 0123456789ab → n1, n3; fedcba987654 → n2\n",
+		"  item 8: running, 2 executions, coordinator n1, on n3 (1 resumed from a checkpoint)\n",
 		"  quarantined: node n2 gets no items of module aaaabbbbcccc until 2026-11-22 10:00:00",
 	} {
 		if !strings.Contains(b.String(), want) {

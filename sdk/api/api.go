@@ -196,6 +196,11 @@ type ItemState struct {
 	Coordinator string `cbor:"3,keyasint,omitempty"`
 	Executions  int    `cbor:"4,keyasint,omitempty"`
 	Votes       []Vote `cbor:"5,keyasint,omitempty"`
+	// Executors are the nodes that hold an unfinished execution of it
+	// (queued or running); Resumed says how many of those started from a
+	// lost execution's checkpoint.
+	Executors []string `cbor:"6,keyasint,omitempty"`
+	Resumed   int      `cbor:"7,keyasint,omitempty"`
 }
 
 // Quarantine is a node barred from a module's items for a while.
@@ -236,6 +241,9 @@ type Result struct {
 	// Votes are the outcome digests the executions gave, with the nodes
 	// that gave each; the committed one first.
 	Votes []Vote `cbor:"13,keyasint,omitempty"`
+	// Resumed: the canonical execution started from a checkpoint a lost
+	// execution of the item saved.
+	Resumed bool `cbor:"14,keyasint,omitempty"`
 }
 
 // Vote is one outcome digest and the nodes whose executions produced it.
