@@ -656,7 +656,7 @@ func (c *coordinator) commitLocked(it *citem, res api.Result, emitted [][]byte) 
 		delete(c.mu.execs, x.id)
 	}
 	it.phase = phaseCommitting
-	c.commits.to(it.job.hdr.Home).push(commitEntry{it: it, item: commitItem{Job: it.job.hdr.ID, Result: res, Emitted: emitted}})
+	c.commits.to(it.job.hdr.home(c.mu.view)).push(commitEntry{it: it, item: commitItem{Job: it.job.hdr.ID, Result: res, Emitted: emitted}})
 }
 
 // report takes executors' reports of finished executions. Its reply
@@ -843,11 +843,19 @@ func (c *coordinator) sendCommits(home string, batch []commitEntry) {
 	for {
 		resp, err := callNode(c.n, home, methodCommit, c.n.sched.commit, &req)
 		if err == nil && len(resp.Status) == len(batch) {
+			var moved []commitEntry
 			c.mu.Lock()
-			for _, e := range batch {
-				c.forgetItemLocked(e.it)
+			for i, e := range batch {
+				if resp.Status[i] == commitMoved {
+					moved = append(moved, e)
+				} else {
+					c.forgetItemLocked(e.it)
+				}
 			}
 			c.mu.Unlock()
+			if len(moved) > 0 {
+				c.recommit(moved)
+			}
 			return
 		}
 		if c.n.ctx.Err() != nil {
@@ -863,11 +871,31 @@ func (c *coordinator) sendCommits(home string, batch []commitEntry) {
 			return // the job was cancelled meanwhile
 		}
 		c.log.Debug("could not commit results at the job's home; retrying", "home", home, "results", len(batch), "err", err)
+		v := c.n.view()
+		if slices.ContainsFunc(batch, func(e commitEntry) bool { return e.it.job.hdr.home(v) != home }) {
+			c.recommit(batch) // the job's home changed
+			return
+		}
 		select {
 		case <-time.After(commitRetry):
 		case <-c.n.ctx.Done():
 			return
 		}
+	}
+}
+
+// recommit sends decided items again, after a pause, to their jobs' homes
+// as the view now names them: the home they went to was not (or no longer)
+// the home.
+func (c *coordinator) recommit(batch []commitEntry) {
+	select {
+	case <-time.After(commitRetry):
+	case <-c.n.ctx.Done():
+		return
+	}
+	v := c.n.view()
+	for _, e := range batch {
+		c.commits.to(e.it.job.hdr.home(v)).push(e)
 	}
 }
 

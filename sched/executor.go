@@ -244,7 +244,7 @@ func (e *executor) execute(ctx context.Context, x *execution) plugins.Outcome {
 		return plugins.Outcome{Status: plugins.StatusModuleNotFound, Message: err.Error()}
 	}
 	t.ItemID, t.Input = ItemID(x.job.hdr.ID, x.idx), x.input
-	home := x.job.hdr.Home
+	home := x.job.hdr.home(e.n.view())
 	if x.resume {
 		req := resumeReq{Job: x.job.hdr.ID, Index: x.idx}
 		if resp, err := callNode(e.n, home, methodResume, e.n.sched.loadCheckpoint, &req); err != nil {
@@ -280,7 +280,7 @@ func (j *execJob) prepared(ctx context.Context, e *executor) (plugins.Task, erro
 	if err != nil {
 		return plugins.Task{}, fmt.Errorf("job %s names module %q: %v", j.hdr.ID, spec.Module, err)
 	}
-	if err := e.n.modules.ensure(ctx, h, j.hdr.Home); err != nil {
+	if err := e.n.modules.ensure(ctx, h, j.hdr.home(e.n.view())); err != nil {
 		return plugins.Task{}, err
 	}
 	lim, err := e.n.sandbox.Limits(PluginLimits(spec.Policy.Limits))

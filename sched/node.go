@@ -70,6 +70,7 @@ type Node struct {
 	exec    *executor
 	coord   *coordinator
 	modules moduleFetcher
+	ledger  ledger
 
 	// ctx ends when the node stops; every goroutine the node starts is
 	// in wg, and spawn refuses new ones once ctx ended.
@@ -116,6 +117,7 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n := &Node{cfg: cfg, dataDir: cfg.DataDir, log: cfg.Logger, started: time.Now(), metrics: newMetrics(), left: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.modules.n = n
+	n.ledger.init()
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -166,6 +168,7 @@ func StartNode(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.sched.start()
 	n.exec.start()
 	n.spawn(n.coord.loop)
+	n.spawn(n.ledgerLoop)
 	n.spawn(func() {
 		if err := n.srv.Serve(n.ctx, n.lis); err != nil && n.ctx.Err() == nil {
 			n.log.Error("serving stopped", "err", err)
@@ -259,29 +262,36 @@ func (n *Node) markLeft() {
 // Left is closed once the node has left the cluster (gridnode leave).
 func (n *Node) Left() <-chan struct{} { return n.left }
 
-// recover loads the stored jobs: running ones resume where their result
-// logs stop; half-received ones (the client never got an acknowledgement)
-// are dropped.
+// recover loads the stored jobs: the node holds a copy of each, and
+// serves (as their home) those the ledger loop finds it is the home of,
+// once it has gathered the other holders' copies. Half-received ones (the
+// client never got an acknowledgement, or a copy was cut short) are
+// dropped.
 func (n *Node) recover() error {
 	recs, err := n.store.Jobs()
 	if err != nil {
 		return err
 	}
-	resumed := 0
+	running := 0
 	for _, rec := range recs {
 		if rec.State == stateReceiving {
 			n.dropJob(rec)
 			continue
 		}
-		if err := n.sched.add(rec); err != nil {
-			return err
+		holders := holdersOf(rec)
+		n.ledger.hold(rec.ID, holders)
+		if len(holders) == 1 && holders[0] == n.id.NodeID {
+			// Its only holder: nobody else could have written it.
+			if err := n.sched.add(rec); err != nil {
+				return err
+			}
 		}
 		if rec.State == api.JobRunning {
-			resumed++
+			running++
 		}
 	}
-	if resumed > 0 {
-		n.log.Info("resumed jobs", "jobs", resumed)
+	if running > 0 {
+		n.log.Info("holding running jobs", "jobs", running)
 	}
 	return nil
 }
@@ -309,11 +319,22 @@ func (n *Node) janitor(ctx context.Context) {
 	}
 }
 
-// collectExpired drops the jobs whose results have outlived their TTL at now.
+// collectExpired drops the jobs whose results have outlived their TTL at
+// now: those it serves, and the copies it holds for other homes.
 func (n *Node) collectExpired(now time.Time) {
 	for _, rec := range n.sched.expire(now) {
 		n.dropJob(rec)
 		n.log.Info("job results expired", "job", rec.ID)
+	}
+	recs, err := n.store.Jobs()
+	if err != nil {
+		n.log.Warn("cannot list held jobs to expire them", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		if rec.State != api.JobRunning && rec.State != stateReceiving && !rec.ExpiresAt.IsZero() && now.After(rec.ExpiresAt) && !n.sched.serves(rec.ID) {
+			n.dropJob(rec)
+		}
 	}
 }
 

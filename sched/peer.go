@@ -76,6 +76,11 @@ func (n *Node) registerPeers() {
 	handleNode(n, methodJob, n.jobInfo)
 	handleNode(n, methodCkpt, n.sched.saveCheckpoints)
 	handleNode(n, methodResume, n.sched.loadCheckpoint)
+	handleNode(n, methodPut, n.holdPut)
+	handleNode(n, methodAppend, n.holdAppend)
+	handleNode(n, methodGather, n.holdGather)
+	handleNode(n, methodFetch, n.holdFetch)
+	handleNode(n, methodWhere, n.holdWhere)
 	n.srv.Handle(methodModule, n.serveModule)
 }
 
@@ -227,47 +232,48 @@ func (n *Node) jobInfo(ctx context.Context, from string, req *jobReq) (jobResp, 
 	}
 	resp := jobResp{Job: headerOf(rec, n.id.NodeID)}
 	if rec.FilesDir != "" {
-		resp.Files = map[string][]byte{}
-		err := filepath.WalkDir(rec.FilesDir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(rec.FilesDir, p)
-			resp.Files[filepath.ToSlash(rel)] = b
-			return nil
-		})
-		if err != nil {
+		if resp.Files, err = readJobFiles(rec.FilesDir); err != nil {
 			return jobResp{}, fmt.Errorf("%w: read the files of job %s: %v", ErrStorage, req.ID, err)
 		}
 	}
 	return resp, nil
 }
 
+// readJobFiles reads a job's file tree, by relative path.
+func readJobFiles(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files[filepath.ToSlash(rel)] = b
+		return nil
+	})
+	return files, err
+}
+
 // headerOf is a job's header as peers get it.
 func headerOf(rec *jobRecord, home string) jobHeader {
-	return jobHeader{ID: rec.ID, Home: home, Spec: rec.Spec, Files: rec.FilesDir != ""}
+	return jobHeader{ID: rec.ID, Home: home, Spec: rec.Spec, Files: rec.FilesDir != "", Holders: rec.Holders}
 }
 
 // jobFiles returns the directory holding a job's files on this node,
 // fetching them from the job's home the first time.
 func (n *Node) jobFiles(ctx context.Context, hdr jobHeader) (string, error) {
-	if hdr.Home == n.id.NodeID {
-		rec, err := n.store.Job(hdr.ID)
-		if err != nil {
-			return "", err
-		}
-		return rec.FilesDir, nil
+	if rec, err := n.store.Job(hdr.ID); err == nil && rec.State != stateReceiving {
+		return rec.FilesDir, nil // this node keeps a copy of the job
 	}
 	dir := filepath.Join(n.dataDir, "jobs", hdr.ID, "files")
 	marker := filepath.Join(n.dataDir, "jobs", hdr.ID, "files.complete")
 	if _, err := os.Stat(marker); err == nil {
 		return dir, nil
 	}
-	resp, err := callNode(n, hdr.Home, methodJob, n.jobInfo, &jobReq{ID: hdr.ID})
+	resp, err := callNode(n, hdr.home(n.view()), methodJob, n.jobInfo, &jobReq{ID: hdr.ID})
 	if err != nil {
 		return "", fmt.Errorf("fetch the files of job %s from its home %s: %w", hdr.ID, hdr.Home, err)
 	}

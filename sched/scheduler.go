@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -153,10 +154,55 @@ func (s *Scheduler) add(rec *jobRecord) error {
 		}
 	}
 	s.mu.Lock()
+	if old := s.mu.jobs[rec.ID]; old != nil {
+		s.releaseLocked(old)
+	}
 	s.mu.jobs[rec.ID] = j
 	s.mu.Unlock()
 	s.kick()
+	if rec.State == api.JobRunning && rec.Results >= rec.Items {
+		// Every item has its result; the home before did not get to say so.
+		return s.finish(j, api.JobDone)
+	}
 	return nil
+}
+
+// serves reports whether this node is serving the job as its home.
+func (s *Scheduler) serves(jobID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.jobs[jobID] != nil
+}
+
+// release stops serving a job: another node is its home now. Its results
+// on their way here are sent to that home again (commitMoved).
+func (s *Scheduler) release(jobID, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j := s.mu.jobs[jobID]; j != nil {
+		s.releaseLocked(j)
+		delete(s.mu.jobs, jobID)
+		s.log.Info("no longer the home of a job", "job", jobID, "why", why)
+	}
+}
+
+func (s *Scheduler) releaseLocked(j *job) {
+	for idx := range j.ckpts {
+		s.dropCheckpointLocked(j, idx)
+	}
+	j.notifyLocked()
+}
+
+// yield stops serving a job for which a holder heard of a home at a newer
+// term than this node's.
+func (s *Scheduler) yield(jobID string, term uint64) {
+	s.mu.Lock()
+	j := s.mu.jobs[jobID]
+	newer := j != nil && term > j.rec.Term
+	s.mu.Unlock()
+	if newer {
+		s.release(jobID, fmt.Sprintf("a home at term %d took it over", term))
+	}
 }
 
 // assigner hands the items of running jobs to their coordinators: the
@@ -419,8 +465,68 @@ func (s *Scheduler) committer() {
 			continue
 		}
 		backoff = 10 * time.Millisecond
+		s.replicateCommitted(batch, recs)
 		s.applyCommitted(batch, recs)
 		batch = batch[:0]
+	}
+}
+
+// replicateCommitted sends each job's share of a committed batch to the
+// job's other holders and returns once a majority of them has it: only
+// then are the results acknowledged. While too few holders answer it
+// retries, holding the batch; a job this node is no longer the home of
+// (a holder follows a newer home) is released, and its results answered
+// as moved, to be sent to the new home.
+func (s *Scheduler) replicateCommitted(batch []pendingResult, recs map[string]*jobRecord) {
+	type share struct {
+		req  appendReq
+		rec  *jobRecord
+		rows []int
+	}
+	shares := map[string]*share{}
+	for i, r := range batch {
+		if !r.committed {
+			continue
+		}
+		sh := shares[r.jobID]
+		if sh == nil {
+			rec := recs[r.jobID]
+			if len(holdersOf(rec)) < 2 {
+				continue
+			}
+			sh = &share{rec: rec, req: appendReq{Rec: rec.wire(), FirstSeq: r.res.Seq, InFirst: rec.Items}}
+			shares[r.jobID] = sh
+		}
+		sh.req.Results = append(sh.req.Results, r.res)
+		sh.rows = append(sh.rows, i)
+		if len(r.emitted) > 0 {
+			sh.req.Inputs = append(sh.req.Inputs, r.emitted...)
+		}
+	}
+	for id, sh := range shares {
+		sh.req.InFirst = sh.rec.Items - uint64(len(sh.req.Inputs))
+		backoff := 50 * time.Millisecond
+		for {
+			err := s.n.replicate(sh.rec, &sh.req)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, errStale) || actingHome(s.n.view(), holdersOf(sh.rec)) != s.n.id.NodeID || s.ctx.Err() != nil {
+				s.release(id, "its results could not be stored as its home's: "+err.Error())
+				for _, i := range sh.rows {
+					batch[i].committed = false
+					batch[i].answer(commitMoved)
+					batch[i].reply = nil
+				}
+				break
+			}
+			s.log.Warn("holding results: too few of the job's holders stored them; retrying", "job", id, "results", len(sh.rows), "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
 	}
 }
 
@@ -455,6 +561,8 @@ func (s *Scheduler) dropDuplicates(batch []pendingResult) []pendingResult {
 		k := key{r.jobID, r.res.Index}
 		j := s.mu.jobs[r.jobID]
 		switch {
+		case j == nil && s.n.ledger.holders(r.jobID) != nil:
+			r.answer(commitMoved)
 		case j == nil || j.rec.State != api.JobRunning || r.res.Index >= j.rec.Items:
 			r.answer(commitGone)
 		case seen[k] || j.isDone(r.res.Index):
@@ -483,6 +591,8 @@ func (s *Scheduler) applyCommitted(batch []pendingResult, recs map[string]*jobRe
 				j.outBytes -= a.size
 			}
 			r.answer(commitDone)
+		} else if j != nil && j.rec.State == api.JobRunning {
+			r.answer(commitMoved) // this copy follows a newer home now
 		} else {
 			r.answer(commitGone)
 		}
@@ -524,12 +634,24 @@ func (s *Scheduler) finish(j *job, state string) error {
 		return err
 	}
 	s.mu.Lock()
+	rec := *j.rec
+	s.mu.Unlock()
+	rec.State, rec.Finished, rec.ExpiresAt = state, now, now.Add(ttl)
+	// The other holders learn the state too; a cancel is acknowledged only
+	// once a majority has it. A done that does not reach them is found
+	// again by a new home (every item has its result).
+	req := appendReq{Rec: rec.wire(), FirstSeq: rec.Results + 1, InFirst: rec.Items}
+	if err := s.n.replicate(&rec, &req); err != nil {
+		if state == api.JobCancelled {
+			return fmt.Errorf("the cancel is recorded here but not yet by a majority of the job's holders: %w", err)
+		}
+		s.log.Warn("the job's holders did not all learn it is done; a new home will find it so", "job", id, "err", err)
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j.rec.State != api.JobRunning {
 		return nil
 	}
-	rec := *j.rec
-	rec.State, rec.Finished, rec.ExpiresAt = state, now, now.Add(ttl)
 	j.rec = &rec
 	coords := map[string]bool{}
 	for _, a := range j.assigned {

@@ -147,10 +147,15 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 	if err != nil {
 		return wireError(err)
 	}
+	v := n.view()
 	rec := &jobRecord{
-		ID:   fmt.Sprintf("%s-%d-%d", n.id.NodeID, n.view().Epoch, serial),
+		ID:   fmt.Sprintf("%s-%d-%d", n.id.NodeID, v.Epoch, serial),
 		Spec: spec, State: stateReceiving, Created: time.Now().UTC(),
+		Term: v.Epoch, TermStart: 1, Promise: v.Epoch,
 	}
+	self, _ := v.Member(n.id.NodeID)
+	self.NodeID = n.id.NodeID
+	rec.Holders = pickHolders(v.Live(), self, rec.ID, ledgerReplicas)
 	span.SetAttributes(attribute.String("gridnode.job", rec.ID))
 	if len(spec.Files) > 0 {
 		rec.FilesDir = filepath.Join(n.dataDir, "jobs", rec.ID, "files")
@@ -206,14 +211,18 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 	if err != nil {
 		return wireError(err)
 	}
-	accepted = true
 	if existing != "" {
+		accepted = true
 		st, err := n.jobStatus(existing)
 		if err != nil {
 			return wireError(err)
 		}
 		return call.Send(api.SubmitReply{JobID: existing, Items: st.Items, Existed: true})
 	}
+	if err := n.holdNew(rec); err != nil {
+		return err
+	}
+	accepted = true
 	if err := n.sched.add(rec); err != nil {
 		return wireError(err)
 	}
@@ -221,6 +230,39 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 	n.metrics.items.Add(ctx, int64(rec.Items))
 	n.log.Info("job accepted", "job", rec.ID, "items", rec.Items, "module", spec.Module, "trace", trace.SpanContextFromContext(ctx).TraceID())
 	return call.Send(api.SubmitReply{JobID: rec.ID, Items: rec.Items})
+}
+
+// holdNew sends a job just stored here to its other holders, and returns
+// once a majority of them (this node among them) has it: only then is it
+// acknowledged. Holders that missed it get it later from the home.
+func (n *Node) holdNew(rec *jobRecord) error {
+	n.ledger.hold(rec.ID, rec.Holders)
+	need := majority(len(rec.Holders))
+	var mu sync.Mutex
+	var errs []error
+	got := 1
+	var wg sync.WaitGroup
+	for _, h := range rec.Holders[1:] {
+		wg.Go(func() {
+			err := n.sendWhole(rec, h)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", h, err))
+			} else {
+				got++
+			}
+		})
+	}
+	wg.Wait()
+	if got < need {
+		n.ledger.forget(rec.ID)
+		return transport.Errorf(transport.CodeUnavailable, "job not accepted: %d of the %d nodes that must keep it stored it, and it needs %d (%v); nothing was kept: submit again", got, len(rec.Holders), need, errors.Join(errs...))
+	}
+	if len(errs) > 0 {
+		n.log.Warn("a holder missed a new job; it gets it with the next results", "job", rec.ID, "err", errors.Join(errs...))
+	}
+	return nil
 }
 
 func writeJobFiles(dir string, files map[string][]byte) error {
@@ -237,6 +279,7 @@ func writeJobFiles(dir string, files map[string][]byte) error {
 }
 
 func (n *Node) dropJob(rec *jobRecord) {
+	n.ledger.forget(rec.ID)
 	if err := n.store.Drop(rec.ID); err != nil {
 		n.log.Warn("could not drop a job; it is dropped at the next start", "job", rec.ID, "err", err)
 	}
@@ -260,7 +303,11 @@ func (n *Node) handleStatus(ctx context.Context, call *transport.ServerCall) err
 	if err := call.Recv(&ref); err != nil {
 		return err
 	}
-	if home := homeOf(ref.JobID); home != "" && home != n.id.NodeID {
+	home, err := n.route(ctx, call, ref.JobID)
+	if err != nil {
+		return wireError(err)
+	}
+	if home != "" {
 		var st api.JobStatus
 		if err := n.cluster.Call(ctx, home, api.MethodJobStatus, ref, &st); err != nil {
 			return homeError(ref.JobID, home, err)
@@ -274,9 +321,36 @@ func (n *Node) handleStatus(ctx context.Context, call *transport.ServerCall) err
 	return call.Send(st)
 }
 
-// homeOf is the node that accepted a job and keeps its result log: the
-// first part of its ID (node ID, epoch, serial); "" for an ID of another
-// shape.
+// route says where a client's call about a job is served: "" for here
+// (this node serves it as its home), or the node to pass it to. A call
+// passed on by another node is served here or refused, never passed on
+// again, so that two nodes whose views differ for a moment cannot pass it
+// back and forth.
+func (n *Node) route(ctx context.Context, call *transport.ServerCall, jobID string) (string, error) {
+	if jobID == "" {
+		return "", transport.Errorf(transport.CodeBadRequest, "the request names no job ID")
+	}
+	if n.sched.serves(jobID) {
+		return "", nil
+	}
+	if call.Peer().Role == transport.RoleNode {
+		if n.ledger.holders(jobID) != nil {
+			return "", notServedHere(jobID)
+		}
+		return "", fmt.Errorf("%w: job %s (not held here)", ErrNotFound, jobID)
+	}
+	home, err := n.homeFor(ctx, jobID)
+	if err != nil {
+		return "", err
+	}
+	if home == n.id.NodeID {
+		return "", notServedHere(jobID)
+	}
+	return home, nil
+}
+
+// homeOf is the node that accepted a job: the first part of its ID (node
+// ID, epoch, serial); "" for an ID of another shape.
 func homeOf(jobID string) string {
 	i := strings.LastIndexByte(jobID, '-')
 	if i <= 0 {
@@ -351,7 +425,11 @@ func (n *Node) handleCancel(ctx context.Context, call *transport.ServerCall) err
 	if ref.JobID == "" {
 		return transport.Errorf(transport.CodeBadRequest, "the cancel request names no job ID")
 	}
-	if home := homeOf(ref.JobID); home != "" && home != n.id.NodeID {
+	home, err := n.route(ctx, call, ref.JobID)
+	if err != nil {
+		return wireError(err)
+	}
+	if home != "" {
 		var st api.JobStatus
 		if err := n.cluster.Call(ctx, home, api.MethodJobCancel, ref, &st); err != nil {
 			return homeError(ref.JobID, home, err)
@@ -396,7 +474,11 @@ func (n *Node) handleResults(ctx context.Context, call *transport.ServerCall) er
 	if req.JobID == "" {
 		return transport.Errorf(transport.CodeBadRequest, "the results request names no job ID")
 	}
-	if home := homeOf(req.JobID); home != "" && home != n.id.NodeID {
+	home, err := n.route(ctx, call, req.JobID)
+	if err != nil {
+		return wireError(err)
+	}
+	if home != "" {
 		return n.proxyResults(ctx, call, home, req)
 	}
 	cursor := req.Cursor
@@ -411,6 +493,9 @@ func (n *Node) handleResults(ctx context.Context, call *transport.ServerCall) er
 	}
 	for {
 		st, changed, ok := n.sched.status(req.JobID)
+		if !ok && n.ledger.holders(req.JobID) != nil {
+			return transport.Errorf(transport.CodeUnavailable, "job %s moved to another home while its results were read; read again from cursor %d", req.JobID, cursor)
+		}
 		if !ok {
 			return wireError(fmt.Errorf("%w: job %s (unknown here, or its results expired)", ErrNotFound, req.JobID))
 		}

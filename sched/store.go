@@ -51,6 +51,24 @@ type jobRecord struct {
 	ByStatus  map[string]uint64 `cbor:"9,keyasint,omitempty"`
 	FilesDir  string            `cbor:"10,keyasint,omitempty"`
 	ExpiresAt time.Time         `cbor:"11,keyasint,omitempty"`
+	// The ledger (ledger.go): the job's holders, the term of the home
+	// that wrote its last results and where that home's log began, and
+	// the newest term this copy's holder has promised to follow.
+	Holders   []string `cbor:"12,keyasint,omitempty"`
+	Term      uint64   `cbor:"13,keyasint,omitempty"`
+	PrevTerm  uint64   `cbor:"14,keyasint,omitempty"`
+	TermStart uint64   `cbor:"15,keyasint,omitempty"`
+	Promise   uint64   `cbor:"16,keyasint,omitempty"`
+}
+
+// copyState is what this copy of the job holds, for a new home's gather.
+func (r *jobRecord) copyState() copyState {
+	return copyState{Has: r.State != stateReceiving, Term: r.Term, Results: r.Results}
+}
+
+// termInfo is the term this record's home writes under.
+func (r *jobRecord) termInfo() termInfo {
+	return termInfo{Term: r.Term, PrevTerm: r.PrevTerm, TermStart: r.TermStart}
 }
 
 const stateReceiving = "receiving"
@@ -366,12 +384,15 @@ func (s *Store) Commit(results []pendingResult) (map[string]*jobRecord, error) {
 				}
 				recs[r.jobID] = rec
 			}
-			if rec.State != api.JobRunning {
+			if rec.State != api.JobRunning || rec.Promise > rec.Term {
+				// Not running, or this copy promised a newer home its
+				// place (ledger.go): nothing more is written here.
 				continue
 			}
 			if n := uint64(len(r.emitted)); n > 0 {
 				if rec.Items+n > MaxJobItems {
 					r.res.Message = strings.TrimSpace(fmt.Sprintf("%s (its %d emitted children were dropped: the job would pass its limit of %d items)", r.res.Message, n, MaxJobItems))
+					r.emitted = nil
 				} else {
 					in := tx.Bucket(bJob).Bucket([]byte(r.jobID)).Bucket(bIn)
 					in.FillPercent = 1

@@ -3,32 +3,50 @@ package sched
 import (
 	"time"
 
+	"github.com/gridnode/gridnode/grid"
 	"github.com/gridnode/gridnode/sdk/api"
 )
 
 // Methods nodes call on each other to run a job's items. Only nodes may
 // call them: every handler checks the caller's certificate.
 const (
-	methodAssign = "sched.assign"     // home → coordinator: items to coordinate
-	methodExec   = "sched.exec"       // coordinator → executor: executions to queue
-	methodReport = "sched.report"     // executor → coordinator: finished executions' digests
-	methodTake   = "sched.take"       // coordinator → executor: canonical outcomes, released
-	methodDrop   = "sched.drop"       // coordinator → executor: roll executions back
-	methodCommit = "sched.commit"     // coordinator → home: decided items, into the result log
-	methodItems  = "sched.items"      // home → coordinator: why items are not done; cancel a job
-	methodJob    = "sched.job"        // any node → home: a job's header and files
-	methodModule = "sched.module"     // any node → any node: a module's bytes by hash (stream)
-	methodCkpt   = "sched.checkpoint" // executor → home: checkpoints of running executions
-	methodResume = "sched.resume"     // executor → home: the checkpoint an execution resumes from
+	methodAssign = "sched.assign"      // home → coordinator: items to coordinate
+	methodExec   = "sched.exec"        // coordinator → executor: executions to queue
+	methodReport = "sched.report"      // executor → coordinator: finished executions' digests
+	methodTake   = "sched.take"        // coordinator → executor: canonical outcomes, released
+	methodDrop   = "sched.drop"        // coordinator → executor: roll executions back
+	methodCommit = "sched.commit"      // coordinator → home: decided items, into the result log
+	methodItems  = "sched.items"       // home → coordinator: why items are not done; cancel a job
+	methodJob    = "sched.job"         // any node → home: a job's header and files
+	methodModule = "sched.module"      // any node → any node: a module's bytes by hash (stream)
+	methodCkpt   = "sched.checkpoint"  // executor → home: checkpoints of running executions
+	methodResume = "sched.resume"      // executor → home: the checkpoint an execution resumes from
+	methodPut    = "sched.hold.put"    // home → holder: a job, whole, a part at a time
+	methodAppend = "sched.hold.append" // home → holder: results and the record after them
+	methodGather = "sched.hold.gather" // new home → holder: promise my term; what do you hold?
+	methodFetch  = "sched.hold.fetch"  // new home → holder: the results and inputs I lack
+	methodWhere  = "sched.hold.where"  // any node → any node: who holds this job?
 )
 
 // jobHeader is what coordinators and executors need of a job: everything
 // but its items and files.
 type jobHeader struct {
 	ID    string      `cbor:"1,keyasint"`
-	Home  string      `cbor:"2,keyasint"` // the node that accepted the job and keeps its result log
+	Home  string      `cbor:"2,keyasint"` // the home that sent it
 	Spec  api.JobSpec `cbor:"3,keyasint"` // without Files
 	Files bool        `cbor:"4,keyasint,omitempty"`
+	// Holders keep the job's ledger; the first alive is its home, where
+	// results are committed (actingHome).
+	Holders []string `cbor:"5,keyasint,omitempty"`
+}
+
+// home is where the job's results go under v: its first live holder (the
+// home that sent the header, for a job whose header names none).
+func (h *jobHeader) home(v grid.View) string {
+	if len(h.Holders) == 0 {
+		return h.Home
+	}
+	return actingHome(v, h.Holders)
 }
 
 type assignReq struct {
@@ -178,6 +196,7 @@ const (
 	commitDone      uint8 = iota + 1 // now in the result log
 	commitDuplicate                  // the item already had a result: drop this one
 	commitGone                       // the job is gone or no longer running
+	commitMoved                      // this node is not the job's home (any more, or yet): send it to the home again
 )
 
 type commitResp struct {
@@ -208,4 +227,74 @@ type jobResp struct {
 
 type moduleReq struct {
 	Hash string `cbor:"1,keyasint"`
+}
+
+// putReq is part of a job as its home sends it to a holder: its record
+// (without results) and inputs from First; Complete on the last part.
+type putReq struct {
+	Rec      jobRecord         `cbor:"1,keyasint"`
+	First    uint64            `cbor:"2,keyasint"`
+	Inputs   [][]byte          `cbor:"3,keyasint,omitempty"`
+	Complete bool              `cbor:"4,keyasint,omitempty"`
+	Files    map[string][]byte `cbor:"5,keyasint,omitempty"` // the job's files, with the first part
+}
+
+type putResp struct {
+	Stale bool `cbor:"1,keyasint,omitempty"`
+}
+
+// appendReq is a write of the home's: results from FirstSeq, inputs
+// emitted with them from InFirst, and the record after them (its term
+// fields say which home wrote it).
+type appendReq struct {
+	Rec      jobRecord    `cbor:"1,keyasint"`
+	FirstSeq uint64       `cbor:"2,keyasint"`
+	Results  []api.Result `cbor:"3,keyasint,omitempty"`
+	InFirst  uint64       `cbor:"4,keyasint"`
+	Inputs   [][]byte     `cbor:"5,keyasint,omitempty"`
+}
+
+// appendResp says what the holder holds after the write: Results and
+// Items; Missing, that it lacks the job (send it whole first); Stale, that
+// it follows a newer home.
+type appendResp struct {
+	Results uint64 `cbor:"1,keyasint"`
+	Items   uint64 `cbor:"2,keyasint"`
+	Missing bool   `cbor:"3,keyasint,omitempty"`
+	Stale   bool   `cbor:"4,keyasint,omitempty"`
+}
+
+type gatherReq struct {
+	Job  string `cbor:"1,keyasint"`
+	Term uint64 `cbor:"2,keyasint"`
+}
+
+// gatherResp is what a holder holds of the job, once it promised the term.
+type gatherResp struct {
+	Copy copyState  `cbor:"1,keyasint"`
+	Rec  *jobRecord `cbor:"2,keyasint,omitempty"`
+}
+
+// fetchReq asks a holder for its results after AfterSeq and its inputs
+// from InFrom, a frame's worth.
+type fetchReq struct {
+	Job      string `cbor:"1,keyasint"`
+	AfterSeq uint64 `cbor:"2,keyasint"`
+	InFrom   uint64 `cbor:"3,keyasint"`
+}
+
+type fetchResp struct {
+	Rec     jobRecord         `cbor:"1,keyasint"`
+	Results []api.Result      `cbor:"2,keyasint,omitempty"`
+	Inputs  [][]byte          `cbor:"3,keyasint,omitempty"`
+	Files   map[string][]byte `cbor:"4,keyasint,omitempty"` // with the first fetch of inputs
+}
+
+type whereReq struct {
+	Job string `cbor:"1,keyasint"`
+}
+
+// whereResp names a job's holders; empty: this node holds no copy.
+type whereResp struct {
+	Holders []string `cbor:"1,keyasint,omitempty"`
 }

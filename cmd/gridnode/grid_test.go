@@ -16,8 +16,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
