@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,14 @@ import (
 // Profile.
 type Config struct {
 	Addr string
+	// Addrs are more nodes to try when Addr cannot be reached. Besides
+	// them, the client learns the addresses of the cluster's live members
+	// from each node it reaches, so that it can go on through another node
+	// when its node dies.
+	Addrs []string
+	// Only keeps the client to Addr: it never goes on through another node
+	// (for tools that watch one node).
+	Only bool
 	// CA, Cert and Key are PEM files: the cluster CA and this client's
 	// certificate and key.
 	CA, Cert, Key string
@@ -29,16 +38,22 @@ func ConfigFromProfile(p Profile) Config {
 	return Config{Addr: p.Addr, CA: p.CA, Cert: p.Cert, Key: p.Key}
 }
 
-// Client talks to one node. It redials when its connection breaks; calls
-// are safe for concurrent use.
+// Client talks to one node at a time: any node serves any job. When its
+// connection breaks it dials again, the same node first, then the others
+// it knows of. Calls are safe for concurrent use.
 type Client struct {
 	cfg     Config
 	network transport.Network
 
-	mu sync.Mutex
-	rc *transport.Client
-	cn transport.Conn
+	mu    sync.Mutex
+	rc    *transport.Client
+	cn    transport.Conn
+	addr  string   // the node it talks to now
+	known []string // live members' addresses, as the last node it reached said
 }
+
+// dialEach bounds one dial when there are other nodes to try.
+const dialEach = 3 * time.Second
 
 // ErrUnreachable wraps failures to reach or stay connected to the node.
 var ErrUnreachable = errors.New("sdk: node unreachable")
@@ -48,7 +63,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("sdk: no node address: pass one, or load a profile written by `gridnode dev`")
 	}
-	c := &Client{cfg: cfg, network: cfg.Network}
+	c := &Client{cfg: cfg, network: cfg.Network, addr: cfg.Addr}
 	if c.network == nil {
 		creds, err := transport.LoadClient(cfg.CA, cfg.Cert, cfg.Key)
 		if err != nil {
@@ -62,23 +77,67 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// client returns a live connection, dialling again if the last one broke.
+// client returns a live connection, dialling again if the last one broke:
+// the node it talked to first, then the configured and learned others.
 func (c *Client) client(ctx context.Context) (*transport.Client, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rc != nil && c.cn.Context().Err() == nil {
 		return c.rc, nil
 	}
+	first := c.rc == nil && c.known == nil
 	if c.rc != nil {
 		c.rc.Close()
 		c.rc = nil
 	}
-	cn, err := c.network.Dial(ctx, c.cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.cfg.Addr, err)
+	addrs := []string{c.addr}
+	if !c.cfg.Only {
+		for _, a := range append(append([]string{c.cfg.Addr}, c.cfg.Addrs...), c.known...) {
+			if !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
+			}
+		}
 	}
-	c.cn, c.rc = cn, transport.NewClient(cn, transport.ClientConfig{})
-	return c.rc, nil
+	var errs []error
+	for _, a := range addrs {
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(addrs) > 1 {
+			dctx, cancel = context.WithTimeout(ctx, dialEach)
+		}
+		cn, err := c.network.Dial(dctx, a)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", a, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		c.cn, c.rc, c.addr = cn, transport.NewClient(cn, transport.ClientConfig{}), a
+		if !c.cfg.Only && (first || a != addrs[0]) {
+			c.learnLocked(ctx)
+		}
+		return c.rc, nil
+	}
+	return nil, fmt.Errorf("%w: %v", ErrUnreachable, errors.Join(errs...))
+}
+
+// learnLocked asks the node just reached for the live members' addresses,
+// to fall back on. A node that does not say is no reason to fail.
+func (c *Client) learnLocked(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, dialEach)
+	defer cancel()
+	var m api.Members
+	if err := c.rc.Call(ctx, api.MethodMembers, api.MembersRequest{}, &m); err != nil {
+		return
+	}
+	known := []string{}
+	for _, x := range m.Members {
+		if x.State == "alive" && x.Addr != "" {
+			known = append(known, x.Addr)
+		}
+	}
+	c.known = known
 }
 
 // Close closes the connection.
@@ -93,8 +152,12 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Addr is the node this client talks to.
-func (c *Client) Addr() string { return c.cfg.Addr }
+// Addr is the node this client talks to now.
+func (c *Client) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr
+}
 
 func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 	rc, err := c.client(ctx)
@@ -111,7 +174,7 @@ func (c *Client) wrap(err error) error {
 	if err == nil || errors.As(err, &te) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.cfg.Addr, err)
+	return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.Addr(), err)
 }
 
 // PushModule uploads a module and returns its name ("sha256:…"). Pushing a
@@ -328,7 +391,7 @@ func (r *Results) Close() {
 // Next returns the next result; false at the end of the log (or, with
 // Follow, when the job is done) or on error (see Err).
 func (r *Results) Next(ctx context.Context) (api.Result, bool) {
-	const redials = 3
+	const redials = 40
 	tries := 0
 	for len(r.buf) == 0 {
 		if r.ended || r.err != nil {
@@ -383,8 +446,11 @@ func (r *Results) Next(ctx context.Context) (api.Result, bool) {
 	return res, true
 }
 
-// retry decides whether a failed read is worth a new stream: errors from the
-// node are final, broken connections are retried a few times.
+// retry decides whether a failed read is worth a new stream, from the
+// cursor: a broken connection (the client dials again, another node if
+// its own is gone) and a node's "unavailable" (the job's home is changing
+// after a death) are retried, for about half a minute; other errors from
+// the node are final.
 func (r *Results) retry(ctx context.Context, tries *int, limit int, err error) bool {
 	if r.st != nil {
 		r.st.Close()
@@ -392,12 +458,12 @@ func (r *Results) retry(ctx context.Context, tries *int, limit int, err error) b
 	}
 	var te *transport.Error
 	*tries++
-	if errors.As(err, &te) || ctx.Err() != nil || *tries > limit {
+	if (errors.As(err, &te) && te.Code != transport.CodeUnavailable) || ctx.Err() != nil || *tries > limit {
 		r.err = r.c.wrap(err)
 		return false
 	}
 	select {
-	case <-time.After(time.Duration(*tries) * 100 * time.Millisecond):
+	case <-time.After(min(time.Duration(*tries)*100*time.Millisecond, time.Second)):
 		return true
 	case <-ctx.Done():
 		r.err = ctx.Err()

@@ -36,7 +36,9 @@ func (c *Cluster) client(ctx context.Context, n *Node) (*sdk.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.ID, err)
 	}
-	cl, err = sdk.Dial(ctx, sdk.ConfigFromProfile(p))
+	cfg := sdk.ConfigFromProfile(p)
+	cfg.Only = true // a test asks this node, not whichever answers
+	cl, err = sdk.Dial(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.ID, err)
 	}
