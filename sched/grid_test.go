@@ -327,6 +327,107 @@ func TestGridExecutorDeathMovesItsItems(t *testing.T) {
 	}
 }
 
+// TestGridHomeDeathLosesNothing kills the home of a running job, the node
+// the client talks to: the client goes on through another node, another
+// holder takes the job over, and every item is read exactly once with the
+// right bytes.
+func TestGridHomeDeathLosesNothing(t *testing.T) {
+	g := newTestGrid(t, 3)
+	mod := g.push(testdata.Work)
+	const n = 300
+	items := make([][]byte, n)
+	for i := range items {
+		items[i] = []byte("200000")
+	}
+	reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod}, sdk.Items(items...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if home := homeOf(reply.JobID); home != "n1" {
+		t.Fatalf("job %s names %s, want n1", reply.JobID, home)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rs := g.c.Results(reply.JobID, sdk.ResultsOptions{Follow: true})
+	defer rs.Close()
+	got := map[uint64]api.Result{}
+	for r, err := range rs.All(ctx) {
+		if err != nil {
+			g.dump()
+			t.Fatalf("after %d results: %v", len(got), err)
+		}
+		if _, dup := got[r.Index]; dup {
+			t.Fatalf("item %d read twice", r.Index)
+		}
+		got[r.Index] = r
+		if len(got) == 20 {
+			g.nodes[0].Close() // the home, and the client's node: a crash to the others
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("%d results, want %d", len(got), n)
+	}
+	if st := rs.Status(); st == nil || st.State != api.JobDone || st.Committed != n {
+		t.Fatalf("final status %+v, want done with %d committed", st, n)
+	}
+	want := testdata.WorkOutput(200000)
+	for _, r := range got {
+		if r.Status != "ok" || string(r.Output) != want {
+			t.Fatalf("item %d: %s %q %s", r.Index, r.Status, r.Output, r.Message)
+		}
+	}
+	if g.c.Addr() == "n1:1" {
+		t.Fatal("the client still names n1, which is gone")
+	}
+	var took uint64
+	for _, nd := range g.nodes[1:] {
+		took += nd.metrics.nTakeovers.Load()
+	}
+	if took == 0 {
+		t.Fatal("no node took the job over")
+	}
+}
+
+// TestGridIdempotentSubmitAfterHomeDeath submits with an idempotency key,
+// loses the node that accepted the job, and submits again through another
+// node: the retry gets the original job, not a second one.
+func TestGridIdempotentSubmitAfterHomeDeath(t *testing.T) {
+	g := newTestGrid(t, 3)
+	mod := g.push(testdata.Work)
+	spec := api.JobSpec{Module: mod, IdempotencyKey: "nightly-2026-12-07"}
+	first, err := g.c.Submit(context.Background(), spec, sdk.Items([]byte("1000"), []byte("2000")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.nodes[0].Close()
+	c3, err := sdk.Dial(context.Background(), sdk.Config{Addr: "n3:1", Only: true,
+		Network: g.net.Host("client3", transport.Peer{Role: transport.RoleClient, ID: "test"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	// The module is on n3 already (its executors fetched it, or it is
+	// pushed here): a retry sends it too, as a client would.
+	if _, err := c3.PushModule(context.Background(), testdata.Work); err != nil {
+		t.Fatal(err)
+	}
+	var again api.SubmitReply
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		again, err = c3.Submit(context.Background(), spec, sdk.Items([]byte("1000"), []byte("2000")))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the others notice the death and take over
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.JobID != first.JobID || !again.Existed {
+		t.Fatalf("the retry got job %s (existed %v), want the original %s", again.JobID, again.Existed, first.JobID)
+	}
+}
+
 func TestGridEmittedChildrenEnterTheJobOnce(t *testing.T) {
 	if raceEnabled {
 		// The emitting module is a Go program: under the race detector

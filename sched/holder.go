@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gridnode/gridnode/grid"
+	"github.com/gridnode/gridnode/sdk/api"
 	"github.com/gridnode/gridnode/transport"
 )
 
@@ -101,7 +102,18 @@ func (n *Node) holdAppend(ctx context.Context, from string, req *appendReq) (app
 	if from != n.id.NodeID {
 		n.sched.yield(req.Rec.ID, req.Rec.Term)
 	}
-	return n.store.HolderAppend(req)
+	resp, err := n.store.HolderAppend(req)
+	if err == nil && !resp.Stale && !resp.Missing {
+		// Decided items need their checkpoints no more; an ended job none.
+		if req.Rec.State != "" && req.Rec.State != api.JobRunning {
+			n.sched.ckpts.dropJob(req.Rec.ID)
+		} else {
+			for _, r := range req.Results {
+				n.sched.ckpts.drop(req.Rec.ID, r.Index)
+			}
+		}
+	}
+	return resp, err
 }
 
 func (n *Node) holdGather(ctx context.Context, from string, req *gatherReq) (gatherResp, error) {
@@ -152,7 +164,14 @@ func (n *Node) holdFetch(ctx context.Context, from string, req *fetchReq) (fetch
 }
 
 func (n *Node) holdWhere(ctx context.Context, from string, req *whereReq) (whereResp, error) {
-	return whereResp{Holders: n.ledger.holders(req.Job)}, nil
+	id := req.Job
+	if req.Key != "" {
+		id, _ = n.store.LookupIdempotent(req.Key)
+	}
+	if h := n.ledger.holders(id); h != nil {
+		return whereResp{Holders: h, Job: id}, nil
+	}
+	return whereResp{}, nil
 }
 
 // --- home side ---
@@ -528,46 +547,62 @@ func (n *Node) homeFor(ctx context.Context, jobID string) (string, error) {
 // askWhere asks the members who holds a job: the node that accepted it
 // first, then every live member at once.
 func (n *Node) askWhere(ctx context.Context, v grid.View, jobID string) []string {
-	ask := func(to string) []string {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		var resp whereResp
-		if err := n.cluster.Call(cctx, to, methodWhere, &whereReq{Job: jobID}, &resp); err != nil {
-			return nil
-		}
-		return resp.Holders
-	}
-	var found []string
+	var found whereResp
 	if front := homeOf(jobID); front != "" && front != n.id.NodeID {
 		if m, ok := v.Member(front); ok && m.Live() {
-			found = ask(front)
+			found = n.askOne(ctx, front, &whereReq{Job: jobID})
 		}
 	}
-	if found == nil {
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, m := range v.Live() {
-			if m.NodeID == n.id.NodeID {
-				continue
+	if found.Holders == nil {
+		found = n.askAll(ctx, v, &whereReq{Job: jobID})
+	}
+	return found.Holders
+}
+
+// askByKey finds a job submitted with an idempotency key through another
+// node: its ID, or "".
+func (n *Node) askByKey(ctx context.Context, key string) string {
+	if id, ok := n.store.LookupIdempotent(key); ok {
+		return id
+	}
+	return n.askAll(ctx, n.view(), &whereReq{Key: key}).Job
+}
+
+func (n *Node) askOne(ctx context.Context, to string, req *whereReq) whereResp {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var resp whereResp
+	if err := n.cluster.Call(ctx, to, methodWhere, req, &resp); err != nil || resp.Job == "" {
+		return whereResp{}
+	}
+	n.ledger.mu.Lock()
+	if len(n.ledger.known) > 4096 {
+		n.ledger.known = map[string][]string{}
+	}
+	n.ledger.known[resp.Job] = slices.Clone(resp.Holders)
+	n.ledger.mu.Unlock()
+	return resp
+}
+
+// askAll asks every other live member at once; any answer that names
+// holders will do.
+func (n *Node) askAll(ctx context.Context, v grid.View, req *whereReq) whereResp {
+	var mu sync.Mutex
+	var found whereResp
+	var wg sync.WaitGroup
+	for _, m := range v.Live() {
+		if m.NodeID == n.id.NodeID {
+			continue
+		}
+		wg.Go(func() {
+			if r := n.askOne(ctx, m.NodeID, req); r.Job != "" {
+				mu.Lock()
+				found = r
+				mu.Unlock()
 			}
-			wg.Go(func() {
-				if h := ask(m.NodeID); h != nil {
-					mu.Lock()
-					found = h
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
+		})
 	}
-	if found != nil {
-		n.ledger.mu.Lock()
-		if len(n.ledger.known) > 4096 {
-			n.ledger.known = map[string][]string{}
-		}
-		n.ledger.known[jobID] = slices.Clone(found)
-		n.ledger.mu.Unlock()
-	}
+	wg.Wait()
 	return found
 }
 

@@ -82,6 +82,8 @@ func (s *Store) HolderPut(rec *jobRecord, first uint64, inputs [][]byte, complet
 		local.Promise, local.FilesDir = promise, filesDir
 		if !complete {
 			local.State = stateReceiving
+		} else if err := putIdempotent(tx, &local); err != nil {
+			return err
 		}
 		return putRecord(tx, &local)
 	})
@@ -266,9 +268,21 @@ func (s *Store) CopyIn(rec *jobRecord, seq uint64, results []api.Result, inFirst
 		local.Items = max(local.Items, inFirst+uint64(len(inputs)))
 		if local.Items < rec.Items {
 			local.State = stateReceiving
+		} else if err := putIdempotent(tx, &local); err != nil {
+			return err
 		}
 		return putRecord(tx, &local)
 	})
+}
+
+// putIdempotent records a held job under its idempotency key, so that a
+// submit retried through this node finds it.
+func putIdempotent(tx *bolt.Tx, rec *jobRecord) error {
+	k := rec.Spec.IdempotencyKey
+	if k == "" || tx.Bucket(bIdem).Get([]byte(k)) != nil {
+		return nil
+	}
+	return tx.Bucket(bIdem).Put([]byte(k), []byte(rec.ID))
 }
 
 // InputsFrom returns a job's inputs from index first, up to about maxBytes

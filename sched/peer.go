@@ -81,6 +81,7 @@ func (n *Node) registerPeers() {
 	handleNode(n, methodGather, n.holdGather)
 	handleNode(n, methodFetch, n.holdFetch)
 	handleNode(n, methodWhere, n.holdWhere)
+	handleNode(n, methodHeld, n.holdCheckpoints)
 	n.srv.Handle(methodModule, n.serveModule)
 }
 

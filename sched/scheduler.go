@@ -41,8 +41,7 @@ type job struct {
 	retry    []uint64 // items to assign again (their coordinator went away)
 	assigned map[uint64]assignment
 	outBytes int
-	changed  chan struct{}     // closed and replaced whenever results commit or the state changes
-	ckpts    map[uint64][]byte // newest sealed checkpoint of unfinished items (see checkpoints.go)
+	changed  chan struct{} // closed and replaced whenever results commit or the state changes
 }
 
 // assignment is where an item is coordinated.
@@ -89,6 +88,8 @@ type Scheduler struct {
 	commits chan pendingResult
 	wake    chan struct{}
 	assigns outboxes[assignEntry]
+	ckpts   ckptStore          // newest checkpoints of unfinished items (checkpoints.go)
+	ckptFwd outboxes[ckptItem] // per holder: checkpoints handed on
 	wg      sync.WaitGroup
 	ctx     context.Context
 	stop    context.CancelFunc
@@ -99,7 +100,6 @@ type Scheduler struct {
 		closed bool
 		// storageErr is the last failed commit, nil once one succeeds.
 		storageErr error
-		ckptBytes  int // held in jobs' checkpoints
 	}
 }
 
@@ -118,6 +118,10 @@ func newScheduler(n *Node, store *Store, log *slog.Logger, m *metrics) *Schedule
 	s.assigns.new = func(coord string) *outbox[assignEntry] {
 		return &outbox[assignEntry]{max: 1024, size: func(e assignEntry) int { return len(e.item.Input) + 64 }, bytes: 4 << 20,
 			spawn: n.spawn, send: func(b []assignEntry) { s.sendAssigns(coord, b) }}
+	}
+	s.ckptFwd.new = func(holder string) *outbox[ckptItem] {
+		return &outbox[ckptItem]{max: 256, size: ckptItem.size, bytes: reportBytes,
+			spawn: n.spawn, send: func(b []ckptItem) { s.sendHeldCheckpoints(holder, b) }}
 	}
 	return s
 }
@@ -187,10 +191,7 @@ func (s *Scheduler) release(jobID, why string) {
 }
 
 func (s *Scheduler) releaseLocked(j *job) {
-	for idx := range j.ckpts {
-		s.dropCheckpointLocked(j, idx)
-	}
-	j.notifyLocked()
+	j.notifyLocked() // its checkpoints stay: this node still holds the job
 }
 
 // yield stops serving a job for which a holder heard of a home at a newer
@@ -312,7 +313,7 @@ func (s *Scheduler) assignRound(v grid.View, own *grid.Ownership) {
 			a := assignment{coord: coord, inc: m.Incarnation, size: len(inputs[k])}
 			p.j.assigned[i] = a
 			p.j.outBytes += a.size
-			e := assignEntry{hdr: hdr, item: assignItem{Job: hdr.ID, Index: i, Input: inputs[k], Resume: p.j.ckpts[i] != nil}}
+			e := assignEntry{hdr: hdr, item: assignItem{Job: hdr.ID, Index: i, Input: inputs[k], Resume: s.ckpts.get(hdr.ID, i) != nil}}
 			out = append(out, func() { s.assigns.to(coord).push(e) })
 		}
 		s.mu.Unlock()
@@ -585,7 +586,7 @@ func (s *Scheduler) applyCommitted(batch []pendingResult, recs map[string]*jobRe
 		j := s.mu.jobs[r.jobID]
 		if j != nil && r.committed {
 			j.setDone(r.res.Index)
-			s.dropCheckpointLocked(j, r.res.Index)
+			s.ckpts.drop(r.jobID, r.res.Index)
 			if a, ok := j.assigned[r.res.Index]; ok {
 				delete(j.assigned, r.res.Index)
 				j.outBytes -= a.size
@@ -658,9 +659,7 @@ func (s *Scheduler) finish(j *job, state string) error {
 		coords[a.coord] = true
 	}
 	j.assigned, j.retry, j.outBytes = map[uint64]assignment{}, nil, 0
-	for idx := range j.ckpts {
-		s.dropCheckpointLocked(j, idx)
-	}
+	s.ckpts.dropJob(id)
 	j.notifyLocked()
 	s.metrics.jobsFinished(state)
 	if state == api.JobCancelled {

@@ -135,8 +135,10 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 		return err
 	}
 	if k := spec.IdempotencyKey; k != "" {
-		if id, ok := n.store.LookupIdempotent(k); ok {
-			st, err := n.jobStatus(id)
+		// Accepted before, through this node or another (whose reply may
+		// have been lost with it): the job's holders know the key.
+		if id := n.askByKey(ctx, k); id != "" {
+			st, err := n.statusAnywhere(ctx, id)
 			if err != nil {
 				return wireError(err)
 			}
@@ -213,7 +215,7 @@ func (n *Node) handleSubmit(ctx context.Context, call *transport.ServerCall) err
 	}
 	if existing != "" {
 		accepted = true
-		st, err := n.jobStatus(existing)
+		st, err := n.statusAnywhere(ctx, existing)
 		if err != nil {
 			return wireError(err)
 		}
@@ -280,12 +282,32 @@ func writeJobFiles(dir string, files map[string][]byte) error {
 
 func (n *Node) dropJob(rec *jobRecord) {
 	n.ledger.forget(rec.ID)
+	n.sched.ckpts.dropJob(rec.ID)
 	if err := n.store.Drop(rec.ID); err != nil {
 		n.log.Warn("could not drop a job; it is dropped at the next start", "job", rec.ID, "err", err)
 	}
 	if rec.FilesDir != "" {
 		os.RemoveAll(filepath.Dir(rec.FilesDir))
 	}
+}
+
+// statusAnywhere is a job's status from its home, wherever that is.
+func (n *Node) statusAnywhere(ctx context.Context, id string) (api.JobStatus, error) {
+	if st, err := n.jobStatus(id); err == nil {
+		return st, nil
+	}
+	home, err := n.homeFor(ctx, id)
+	if err != nil {
+		return api.JobStatus{}, err
+	}
+	if home == n.id.NodeID {
+		return api.JobStatus{}, notServedHere(id)
+	}
+	var st api.JobStatus
+	if err := n.cluster.Call(ctx, home, api.MethodJobStatus, api.JobRef{JobID: id}, &st); err != nil {
+		return api.JobStatus{}, homeError(id, home, err)
+	}
+	return st, nil
 }
 
 func (n *Node) jobStatus(id string) (api.JobStatus, error) {

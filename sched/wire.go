@@ -26,6 +26,7 @@ const (
 	methodGather = "sched.hold.gather" // new home → holder: promise my term; what do you hold?
 	methodFetch  = "sched.hold.fetch"  // new home → holder: the results and inputs I lack
 	methodWhere  = "sched.hold.where"  // any node → any node: who holds this job?
+	methodHeld   = "sched.hold.ckpt"   // home → holder: checkpoints, handed on
 )
 
 // jobHeader is what coordinators and executors need of a job: everything
@@ -290,11 +291,14 @@ type fetchResp struct {
 	Files   map[string][]byte `cbor:"4,keyasint,omitempty"` // with the first fetch of inputs
 }
 
+// whereReq names a job, or the idempotency key it was submitted with.
 type whereReq struct {
-	Job string `cbor:"1,keyasint"`
+	Job string `cbor:"1,keyasint,omitempty"`
+	Key string `cbor:"2,keyasint,omitempty"`
 }
 
-// whereResp names a job's holders; empty: this node holds no copy.
+// whereResp names a job and its holders; empty: this node holds no copy.
 type whereResp struct {
 	Holders []string `cbor:"1,keyasint,omitempty"`
+	Job     string   `cbor:"2,keyasint,omitempty"`
 }
