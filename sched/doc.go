@@ -3,15 +3,21 @@
 //
 // A node plays three parts, for different jobs and items at once:
 //
-//   - Home (scheduler.go, store.go): the node that accepted a job keeps its
-//     record, item inputs and result log in a bbolt store in its data dir,
-//     fsynced before anything is acknowledged. It assigns each item to the
-//     primary of the item's bucket under the current view, a window at a
-//     time, and appends the coordinators' decisions to the job's result log
-//     in commit order, exactly once (the done bitset and the single
-//     committer decide). An item stays with its coordinator until it
-//     commits or the coordinator leaves the view or restarts; only then does
-//     it move, so a join moves nothing in flight. The job ID names the home.
+//   - Home (scheduler.go, store.go): the first live holder of a job
+//     (ledger.go, holder.go, holderstore.go). A job's holders are fixed
+//     when it is accepted: the accepting node, then two members on other
+//     hosts. Each keeps the job's record, item inputs and result log in a
+//     bbolt store in its data dir; a job, a batch of results and a state
+//     change are acknowledged once a majority of the holders fsynced them.
+//     The home assigns each item to the primary of the item's bucket under
+//     the current view, a window at a time, and appends the coordinators'
+//     decisions to the job's result log in commit order, exactly once (the
+//     done bitset and the single committer decide). An item stays with its
+//     coordinator until it commits or the coordinator leaves the view or
+//     restarts; only then does it move, so a join moves nothing in flight.
+//     A node that becomes home (the one before died, left or restarted)
+//     gathers a majority of the holders first: they promise its term and
+//     refuse older homes, and it continues the best copy among them.
 //   - Coordinator (coordinator.go): for each item assigned to it, it places
 //     Replicas executions by capacity-weighted rendezvous on distinct hosts
 //     (placement.go), skipping executors with no queue room (as they last
@@ -33,9 +39,9 @@
 //     outcome staged until the coordinator takes or drops it. Executions
 //     whose coordinator is gone are rolled back. Checkpoints a running
 //     execution saves go to the job's home (checkpoints.go), which keeps
-//     the newest one per unfinished item; an execution that replaces a
-//     lost one (the coordinator marks its item) fetches it first and
-//     resumes there.
+//     the newest one per unfinished item and hands it on to the other
+//     holders; an execution that replaces a lost one (the coordinator
+//     marks its item) fetches it first and resumes there.
 //
 // Every hop between the parts is batched (outbox.go) and a call a node
 // makes to itself skips the network. In steady state an execution costs
@@ -53,7 +59,8 @@
 //
 // sched must never talk to sockets directly (transport and grid do) and
 // never run WebAssembly itself (plugins does). A result is visible to
-// clients only after it is durable; a job is acknowledged only after all of
-// its items are. Nothing here is replicated yet: a job's record and results
-// live on its home alone.
+// clients only after a majority of its job's holders has it durably; a job
+// is acknowledged only after all of its items are on a majority of them.
+// Any node serves any job's status, results and cancel by passing the call
+// to the job's home.
 package sched
