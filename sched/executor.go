@@ -3,8 +3,10 @@ package sched
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -246,12 +248,7 @@ func (e *executor) execute(ctx context.Context, x *execution) plugins.Outcome {
 	t.ItemID, t.Input = ItemID(x.job.hdr.ID, x.idx), x.input
 	home := x.job.hdr.home(e.n.view())
 	if x.resume {
-		req := resumeReq{Job: x.job.hdr.ID, Index: x.idx}
-		if resp, err := callNode(e.n, home, methodResume, e.n.sched.loadCheckpoint, &req); err != nil {
-			e.log.Warn("could not fetch the checkpoint to resume from; the item starts from the beginning", "item", t.ItemID, "home", home, "err", err)
-		} else {
-			t.Checkpoint = resp.Sealed
-		}
+		t.Checkpoint = e.fetchCheckpoint(ctx, x, home)
 	}
 	t.OnCheckpoint = func(sealed []byte) {
 		e.ckpts.to(home).push(ckptItem{Job: x.job.hdr.ID, Index: x.idx, Sealed: sealed})
@@ -405,6 +402,41 @@ func (e *executor) acceptReplied(coord string, resp *reportResp) {
 	for _, x := range resp.Execs[min(ok.Accepted, len(resp.Execs)):] {
 		out.push(reportItem{coordInc: resp.CoordInc, rep: execReport{ID: x.ID, Refused: true}})
 	}
+}
+
+// fetchCheckpoint asks for the checkpoint an execution resumes from: the
+// job's home first, then its other holders, which were handed the same
+// checkpoints (the home may just have died). Nil: none, or none reached;
+// the execution then starts from the beginning.
+func (e *executor) fetchCheckpoint(ctx context.Context, x *execution, home string) []byte {
+	req := resumeReq{Job: x.job.hdr.ID, Index: x.idx}
+	asked := []string{home}
+	for _, h := range x.job.hdr.Holders {
+		if !slices.Contains(asked, h) {
+			asked = append(asked, h)
+		}
+	}
+	v := e.n.view()
+	var errs []error
+	for _, h := range asked {
+		if m, ok := v.Member(h); !ok || !m.Live() {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := callNodeCtx(cctx, e.n, h, methodResume, e.n.sched.loadCheckpoint, &req)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h, err))
+			continue
+		}
+		if resp.Sealed != nil {
+			return resp.Sealed
+		}
+	}
+	if len(errs) > 0 {
+		e.log.Warn("could not fetch the checkpoint to resume from; the item starts from the beginning", "item", ItemID(x.job.hdr.ID, x.idx), "err", errors.Join(errs...))
+	}
+	return nil
 }
 
 // sendCheckpoints hands the newest checkpoint of each item in the batch to

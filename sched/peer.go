@@ -29,6 +29,11 @@ const peerCallTimeout = 15 * time.Second
 func callNode[Req, Resp any](n *Node, to, method string, local func(context.Context, string, *Req) (Resp, error), req *Req) (Resp, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, peerCallTimeout)
 	defer cancel()
+	return callNodeCtx(ctx, n, to, method, local, req)
+}
+
+// callNodeCtx is callNode bounded by ctx instead.
+func callNodeCtx[Req, Resp any](ctx context.Context, n *Node, to, method string, local func(context.Context, string, *Req) (Resp, error), req *Req) (Resp, error) {
 	if to == n.id.NodeID {
 		return local(ctx, to, req)
 	}
