@@ -34,11 +34,10 @@ const holdChunk = 4 << 20
 
 // ledger is what the node knows of the jobs it holds a copy of.
 type ledger struct {
-	mu      sync.Mutex
-	held    map[string][]string // job → its holders, for every copy in the store
-	taking  map[string]bool     // takeovers under way
-	known   map[string][]string // holders of jobs held elsewhere, as asked
-	tookOut uint64              // jobs this node took over as home
+	mu     sync.Mutex
+	held   map[string][]string // job → its holders, for every copy in the store
+	taking map[string]bool     // takeovers under way
+	known  map[string][]string // holders of jobs held elsewhere, as asked
 }
 
 func (l *ledger) init() {
@@ -78,6 +77,12 @@ func holdersOf(rec *jobRecord) []string {
 // --- holder side ---
 
 func (n *Node) holdPut(ctx context.Context, from string, req *putReq) (putResp, error) {
+	if req.Abort {
+		if rec, err := n.store.Job(req.Rec.ID); err == nil && rec.Term == req.Rec.Term && !n.sched.serves(rec.ID) {
+			n.dropJob(rec)
+		}
+		return putResp{}, nil
+	}
 	dir := ""
 	if req.Rec.FilesDir != "" {
 		dir = filepath.Join(n.dataDir, "jobs", req.Rec.ID, "files")
@@ -459,9 +464,6 @@ func (n *Node) takeOver(v grid.View, jobID string) error {
 	if err := n.sched.add(rec); err != nil {
 		return err
 	}
-	n.ledger.mu.Lock()
-	n.ledger.tookOut++
-	n.ledger.mu.Unlock()
 	n.metrics.nTakeovers.Add(1)
 	n.log.Info("took over a job as its home", "job", jobID, "term", term, "results", rec.Results, "items", rec.Items, "from", best.from)
 	return nil

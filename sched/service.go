@@ -242,7 +242,7 @@ func (n *Node) holdNew(rec *jobRecord) error {
 	need := majority(len(rec.Holders))
 	var mu sync.Mutex
 	var errs []error
-	got := 1
+	var stored []string
 	var wg sync.WaitGroup
 	for _, h := range rec.Holders[1:] {
 		wg.Go(func() {
@@ -252,13 +252,19 @@ func (n *Node) holdNew(rec *jobRecord) error {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", h, err))
 			} else {
-				got++
+				stored = append(stored, h)
 			}
 		})
 	}
 	wg.Wait()
-	if got < need {
+	if got := 1 + len(stored); got < need {
 		n.ledger.forget(rec.ID)
+		// Best effort: a copy left behind would run the job, should this
+		// node die, though the client was told it was not accepted.
+		for _, h := range stored {
+			abort := putReq{Rec: rec.wire(), Abort: true}
+			callNode(n, h, methodPut, n.holdPut, &abort)
+		}
 		return transport.Errorf(transport.CodeUnavailable, "job not accepted: %d of the %d nodes that must keep it stored it, and it needs %d (%v); nothing was kept: submit again", got, len(rec.Holders), need, errors.Join(errs...))
 	}
 	if len(errs) > 0 {

@@ -238,6 +238,9 @@ type putReq struct {
 	Inputs   [][]byte          `cbor:"3,keyasint,omitempty"`
 	Complete bool              `cbor:"4,keyasint,omitempty"`
 	Files    map[string][]byte `cbor:"5,keyasint,omitempty"` // the job's files, with the first part
+	// Abort: the job was not accepted (too few holders stored it); drop
+	// what was sent of it.
+	Abort bool `cbor:"6,keyasint,omitempty"`
 }
 
 type putResp struct {
