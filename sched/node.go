@@ -387,12 +387,13 @@ type Stats struct {
 	ItemsMoved     uint64 // items of jobs this node is home to that moved to a new coordinator
 	ExecutionsLost uint64 // executions this node coordinated that were lost (their executor died, left, restarted or missed the deadline)
 	Resumed        uint64 // executions this node coordinated that were to resume from their item's checkpoint (an earlier execution was lost)
+	Takeovers      uint64 // jobs this node took over as their home (the home before died, left or restarted)
 }
 
 // Stats returns the node's counts so far.
 func (n *Node) Stats() Stats {
 	m := n.metrics
-	return Stats{ItemsMoved: m.nMoved.Load(), ExecutionsLost: m.nLost.Load(), Resumed: m.nResumed.Load()}
+	return Stats{ItemsMoved: m.nMoved.Load(), ExecutionsLost: m.nLost.Load(), Resumed: m.nResumed.Load(), Takeovers: m.nTakeovers.Load()}
 }
 
 // Close stops serving, cancels running executions and closes the state.

@@ -52,8 +52,10 @@ type Client struct {
 	known []string // live members' addresses, as the last node it reached said
 }
 
-// dialEach bounds one dial when there are other nodes to try.
-const dialEach = 3 * time.Second
+// dialEach bounds one dial when there are other nodes to try: a node
+// that answers at all answers a dial within milliseconds, and a dead one
+// should not hold the client up for long.
+const dialEach = time.Second
 
 // ErrUnreachable wraps failures to reach or stay connected to the node.
 var ErrUnreachable = errors.New("sdk: node unreachable")

@@ -146,7 +146,7 @@ func runDemo(ctx context.Context, args []string) error {
 	iso := fs.String("isolation", "process", "process or inprocess")
 	slots := fs.Int("slots", 0, "execution slots per node (default: cores + 2; the nodes share this machine's cores)")
 	keep := fs.Bool("keep", false, "keep the nodes' data dirs")
-	kill := fs.Float64("kill-at", 0.4, "kill the last node without warning once this share of the items is committed (0: no kill)")
+	kill := fs.Float64("kill-at", 0.4, "kill the job's home (the first node, which the client talks to) without warning once this share of the items is committed (0: no kill)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -231,8 +231,11 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("  job %s accepted by %s: %d items\n", reply.JobID, g.host(g.nodes[0].Identity().NodeID), reply.Items)
 	var killed <-chan killReport
 	if *kill > 0 {
-		victim := g.nodes[len(g.nodes)-1]
-		fmt.Printf("  %s will be killed without warning once %.0f%% of the items are committed\n", g.host(victim.Identity().NodeID), *kill*100)
+		// The node that accepted the job, and the one this client talks to:
+		// the job's home moves to another holder, and the client goes on
+		// through another node.
+		victim := g.nodes[0]
+		fmt.Printf("  %s (the job's home, and this client's node) will be killed without warning once %.0f%% of the items are committed\n", g.host(victim.Identity().NodeID), *kill*100)
 		killed = g.killAt(ctx, victim, reply.JobID, uint64(*kill*float64(reply.Items)))
 	}
 
@@ -346,14 +349,28 @@ func runDemo(ctx context.Context, args []string) error {
 		fmt.Printf("  the kill: %v\n", kr.err)
 	case kr != nil:
 		var st sched.Stats
-		for _, n := range g.nodes[:len(g.nodes)-1] {
+		var newHome []string
+		for _, n := range g.nodes[1:] {
 			s := n.Stats()
 			st.ItemsMoved += s.ItemsMoved
 			st.ExecutionsLost += s.ExecutionsLost
 			st.Resumed += s.Resumed
+			if s.Takeovers > 0 {
+				newHome = append(newHome, g.host(n.Identity().NodeID))
+			}
 		}
 		fmt.Printf("  killed %s without warning with %d of %d items committed; declared dead %s later: epoch %d → %d\n",
 			kr.host, kr.committed, sum.Items, kr.dead.Round(time.Millisecond), kr.epochBefore, kr.epochAfter)
+		if len(newHome) > 0 {
+			through := g.client.Addr()
+			for _, n := range g.nodes {
+				if n.Addr() == through {
+					through = g.host(n.Identity().NodeID)
+				}
+			}
+			fmt.Printf("  the job's new home: %s took it over from the copies of its holders; this client went on through %s\n",
+				strings.Join(newHome, ", "), through)
+		}
 		fmt.Printf("  after the kill: %d items moved to a new coordinator, %d executions lost and run again elsewhere\n",
 			st.ItemsMoved, st.ExecutionsLost)
 	case *kill > 0:
@@ -407,7 +424,7 @@ func (g *localGrid) killAt(ctx context.Context, victim *sched.Node, jobID string
 			}
 		}
 		id := victim.Identity().NodeID
-		observer := g.nodes[0].Cluster()
+		observer := g.nodes[1].Cluster()
 		v, changed := observer.View()
 		r := killReport{host: g.host(id), committed: st.Committed + st.Failed, epochBefore: v.Epoch}
 		victim.Close()
