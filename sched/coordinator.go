@@ -106,10 +106,6 @@ type room struct {
 type coordinator struct {
 	n   *Node
 	log *slog.Logger
-	// tag names this coordinator (node and incarnation) in execution IDs:
-	// when an item moves to a new coordinator, its executions never share
-	// an ID with those of the old one still held by some executor.
-	tag string
 
 	execs   outboxes[*cexec]      // per executor: executions to start
 	drops   outboxes[string]      // per executor: executions to roll back
@@ -118,6 +114,12 @@ type coordinator struct {
 
 	mu struct {
 		sync.Mutex
+		// tag names this coordinator (node and incarnation) in execution
+		// IDs: when an item moves to a new coordinator, its executions
+		// never share an ID with those of the old one still held by some
+		// executor. inc is the incarnation it names.
+		tag   string
+		inc   uint64
 		view  grid.View
 		jobs  map[string]*cjob
 		execs map[string]*cexec
@@ -147,8 +149,7 @@ func (e commitEntry) size() int {
 
 func newCoordinator(n *Node) *coordinator {
 	c := &coordinator{n: n, log: n.log}
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s#%d", n.id.NodeID, n.id.Incarnation))
-	c.tag = hex.EncodeToString(sum[:3])
+	c.mu.inc, c.mu.tag = n.id.Incarnation, coordTag(n.id.NodeID, n.id.Incarnation)
 	c.mu.jobs = map[string]*cjob{}
 	c.mu.execs = map[string]*cexec{}
 	c.mu.skip = map[string]time.Time{}
@@ -228,6 +229,11 @@ func (c *coordinator) loop() {
 	}
 }
 
+func coordTag(node string, inc uint64) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s#%d", node, inc))
+	return hex.EncodeToString(sum[:3])
+}
+
 // setView takes a new view: executions on members that died, left or
 // restarted are lost; stalled items get another chance.
 func (c *coordinator) setView(v grid.View) {
@@ -235,6 +241,9 @@ func (c *coordinator) setView(v grid.View) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.mu.view = v
+	if self, ok := v.Member(c.n.id.NodeID); ok && self.Incarnation > c.mu.inc {
+		c.rejoinedLocked(self.Incarnation)
+	}
 	touched := map[*citem]bool{}
 	for _, x := range c.mu.execs {
 		if x.state != ExecPending && x.state != ExecDone {
@@ -261,6 +270,27 @@ func (c *coordinator) setView(v grid.View) {
 		c.evaluateLocked(it, now)
 	}
 	c.retryStalledLocked(len(c.mu.stalled), now)
+}
+
+// rejoinedLocked forgets everything this coordinator held: the cluster
+// declared this node dead (it was paused or cut off) and it came back at a
+// new incarnation. The executors dropped its executions, and the homes
+// assign its items again, to this node's new incarnation or to another.
+func (c *coordinator) rejoinedLocked(inc uint64) {
+	items := 0
+	for _, j := range c.mu.jobs {
+		items += len(j.items)
+	}
+	for _, x := range c.mu.execs {
+		if x.state == ExecPending || x.state == ExecDone {
+			c.drops.to(x.node).push(x.id)
+		}
+	}
+	c.mu.jobs, c.mu.execs, c.mu.stalled = map[string]*cjob{}, map[string]*cexec{}, nil
+	c.mu.inc, c.mu.tag = inc, coordTag(c.n.id.NodeID, inc)
+	if items > 0 {
+		c.log.Info("came back at a new incarnation: dropping the items coordinated before", "items", items, "incarnation", inc)
+	}
 }
 
 // retryStalledLocked places again up to budget of the items that could not
@@ -490,7 +520,7 @@ func (c *coordinator) dispatchLocked(it *citem, k int, now time.Time) {
 	for _, m := range ms {
 		it.seq++
 		x := &cexec{
-			id: fmt.Sprintf("%s.%s.%d", it.id, c.tag, it.seq), item: it, node: m.NodeID, inc: m.Incarnation,
+			id: fmt.Sprintf("%s.%s.%d", it.id, c.mu.tag, it.seq), item: it, node: m.NodeID, inc: m.Incarnation,
 			host: m.Host(), state: ExecPending, sent: now,
 		}
 		if it.resume {
