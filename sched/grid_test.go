@@ -545,3 +545,92 @@ func TestGridAdaptiveReplicationTrustsAgreeingNodes(t *testing.T) {
 	}
 	t.Logf("%d of %d items accepted from one execution, %d checked", single, n, checked)
 }
+
+// TestGridLostHoldersAreReplaced loses two of a running job's holders for
+// good, one after the other, on five nodes: each time the home copies the
+// job to one more member, so that a majority of its holders stays alive,
+// and the job ends with every item once.
+func TestGridLostHoldersAreReplaced(t *testing.T) {
+	g := newTestGrid(t, 5)
+	home := g.nodes[0]
+	home.ledger.mu.Lock()
+	home.ledger.grace = 0 // a dead holder is gone at once
+	home.ledger.mu.Unlock()
+	mod := g.push(testdata.Work)
+	const n = 300
+	items := make([][]byte, n)
+	for i := range items {
+		items[i] = []byte("200000")
+	}
+	reply, err := g.c.Submit(context.Background(), api.JobSpec{Module: mod}, sdk.Items(items...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders := home.ledger.holders(reply.JobID)
+	if len(holders) != 3 || holders[0] != "n1" {
+		t.Fatalf("holders %v, want n1 and two others", holders)
+	}
+	byID := map[string]*Node{}
+	for _, nd := range g.nodes {
+		byID[nd.id.NodeID] = nd
+	}
+	// waitHolders waits until the home's list has want holders, the home
+	// knows a majority acknowledged the change, and every live holder's
+	// copy says so. (A second loss before that would leave too few of the
+	// list, and the job would wait for one of them to come back.)
+	waitHolders := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			list := home.ledger.holders(reply.JobID)
+			settled := len(list) >= want && home.ledger.settled(reply.JobID, len(list))
+			for _, h := range list {
+				if nd := byID[h]; settled && nd.ctx.Err() == nil {
+					rec, err := nd.store.Job(reply.JobID)
+					settled = err == nil && len(rec.Holders) >= want
+				}
+			}
+			if settled {
+				return
+			}
+			if time.Now().After(deadline) {
+				g.dump()
+				t.Fatalf("holders %v after a minute, want %d of them, known to every live one", list, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	byID[holders[1]].Close()
+	waitHolders(4)
+	byID[holders[2]].Close()
+	waitHolders(5)
+	got := g.results(g.c, reply.JobID)
+	if len(got) != n {
+		t.Fatalf("%d results, want %d", len(got), n)
+	}
+	want := testdata.WorkOutput(200000)
+	for _, r := range got {
+		if r.Status != "ok" || string(r.Output) != want {
+			t.Fatalf("item %d: %s %q %s", r.Index, r.Status, r.Output, r.Message)
+		}
+	}
+	// The new holders hold the whole job, done, once the home's last
+	// writes reached them.
+	final := home.ledger.holders(reply.JobID)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, h := range final[3:] {
+		for {
+			rec, err := byID[h].store.Job(reply.JobID)
+			if err == nil && rec.Results == n && rec.State == api.JobDone {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("new holder %s: %+v, %v; want the whole done job", h, rec, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if c := home.metrics.nCopies.Load(); c != 2 {
+		t.Fatalf("%d copies to new holders, want 2", c)
+	}
+}

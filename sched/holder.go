@@ -26,6 +26,8 @@ var (
 	errStale = errors.New("sched: a newer home took the job over")
 	// errNoMajority: too few holders stored a write for it to count.
 	errNoMajority = errors.New("sched: too few of the job's holders stored the write")
+	// errNoCandidate: no member can take a copy of a job that lost a holder.
+	errNoCandidate = errors.New("sched: no member on another host can take a copy")
 )
 
 // holdChunk bounds the inputs or results of one ledger message, well
@@ -34,14 +36,57 @@ const holdChunk = 4 << 20
 
 // ledger is what the node knows of the jobs it holds a copy of.
 type ledger struct {
-	mu     sync.Mutex
-	held   map[string][]string // job → its holders, for every copy in the store
-	taking map[string]bool     // takeovers under way
-	known  map[string][]string // holders of jobs held elsewhere, as asked
+	mu      sync.Mutex
+	held    map[string][]string // job → its holders, for every copy in the store
+	taking  map[string]bool     // takeovers under way
+	known   map[string][]string // holders of jobs held elsewhere, as asked
+	growing map[string]bool     // jobs being copied to one more holder
+	// deadSince is when this node first saw each member dead (or gone
+	// from the view): a holder is replaced once it has been dead for
+	// holderGrace, so that a node restarted at once costs no copies.
+	deadSince map[string]time.Time
+	grace     time.Duration  // holderGrace; tests shorten it
+	acked     map[string]int // jobs served here: the list length of the last write a majority acknowledged
 }
+
+// holderGrace is how long a dead holder may come back before its jobs are
+// copied to another member. A holder that left is replaced at once.
+const holderGrace = 30 * time.Second
 
 func (l *ledger) init() {
 	l.held, l.taking, l.known = map[string][]string{}, map[string]bool{}, map[string][]string{}
+	l.growing, l.deadSince, l.grace = map[string]bool{}, map[string]time.Time{}, holderGrace
+	l.acked = map[string]int{}
+}
+
+// count says how many of a job's holders are present (alive, or dead for
+// less than the grace: they may well come back) and how many are gone
+// (left, or dead for longer).
+func (l *ledger) count(v grid.View, holders []string, now time.Time) (present, gone int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range holders {
+		m, ok := v.Member(h)
+		switch {
+		case ok && m.Live():
+			delete(l.deadSince, h)
+			present++
+		case ok && m.State == grid.Left:
+			gone++
+		default:
+			since, seen := l.deadSince[h]
+			if !seen {
+				l.deadSince[h] = now
+				since = now
+			}
+			if now.Sub(since) < l.grace {
+				present++
+			} else {
+				gone++
+			}
+		}
+	}
+	return present, gone
 }
 
 func (l *ledger) hold(jobID string, holders []string) {
@@ -50,9 +95,24 @@ func (l *ledger) hold(jobID string, holders []string) {
 	l.mu.Unlock()
 }
 
+// settle records that a write of this node's, as the job's home, was
+// acknowledged under a list of n holders; settled asks whether one was.
+func (l *ledger) settle(jobID string, n int) {
+	l.mu.Lock()
+	l.acked[jobID] = max(l.acked[jobID], n) // lists only grow; a write under a shorter one may land late
+	l.mu.Unlock()
+}
+
+func (l *ledger) settled(jobID string, n int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked[jobID] == n
+}
+
 func (l *ledger) forget(jobID string) {
 	l.mu.Lock()
 	delete(l.held, jobID)
+	delete(l.acked, jobID)
 	l.mu.Unlock()
 }
 
@@ -109,6 +169,9 @@ func (n *Node) holdAppend(ctx context.Context, from string, req *appendReq) (app
 	}
 	resp, err := n.store.HolderAppend(req)
 	if err == nil && !resp.Stale && !resp.Missing {
+		if len(req.Rec.Holders) > len(n.ledger.holders(req.Rec.ID)) {
+			n.ledger.hold(req.Rec.ID, req.Rec.Holders)
+		}
 		// Decided items need their checkpoints no more; an ended job none.
 		if req.Rec.State != "" && req.Rec.State != api.JobRunning {
 			n.sched.ckpts.dropJob(req.Rec.ID)
@@ -234,6 +297,7 @@ func (n *Node) replicate(rec *jobRecord, req *appendReq) error {
 	holders := holdersOf(rec)
 	need := majority(len(holders)) - 1
 	if need <= 0 {
+		n.ledger.settle(rec.ID, len(holders))
 		return nil
 	}
 	v := n.view()
@@ -270,8 +334,12 @@ func (n *Node) replicate(rec *jobRecord, req *appendReq) error {
 		return errStale
 	}
 	if ok < need {
+		if len(errs) == 0 {
+			errs = append(errs, errors.New("the others are not alive"))
+		}
 		return fmt.Errorf("%w: %d of %d (a majority is %d): %w", errNoMajority, ok+1, len(holders), need+1, errors.Join(errs...))
 	}
+	n.ledger.settle(rec.ID, len(holders))
 	return nil
 }
 
@@ -374,6 +442,7 @@ func (n *Node) checkHomes(v grid.View) {
 	}
 	n.ledger.mu.Unlock()
 	var take []string
+	now := time.Now()
 	for id, holders := range held {
 		home, serving := actingHome(v, holders), n.sched.serves(id)
 		switch {
@@ -381,6 +450,10 @@ func (n *Node) checkHomes(v grid.View) {
 			take = append(take, id)
 		case home != n.id.NodeID && serving:
 			n.sched.release(id, "its home is now "+home)
+		case serving:
+			if present, gone := n.ledger.count(v, holders, now); gone > 0 && wantHolder(len(holders), present) {
+				n.growHolders(v, id)
+			}
 		}
 	}
 	if len(take) == 0 || n.cluster.Quorum() != nil {
@@ -409,34 +482,90 @@ func (n *Node) checkHomes(v grid.View) {
 	}
 }
 
+// growHolders copies a job this node is the home of to one more member,
+// and adds it to the job's holders once it holds everything: the job
+// lost a holder for good.
+func (n *Node) growHolders(v grid.View, jobID string) {
+	n.ledger.mu.Lock()
+	busy := n.ledger.growing[jobID]
+	n.ledger.growing[jobID] = true
+	n.ledger.mu.Unlock()
+	if busy {
+		return
+	}
+	n.spawn(func() {
+		defer func() {
+			n.ledger.mu.Lock()
+			delete(n.ledger.growing, jobID)
+			n.ledger.mu.Unlock()
+		}()
+		if err := n.addHolder(v, jobID); errors.Is(err, errNoCandidate) {
+			n.log.Debug("a job lost a holder, and no member on another host can take a copy", "job", jobID)
+		} else if err != nil {
+			n.log.Warn("cannot copy a job to a new holder yet; trying again", "job", jobID, "err", err)
+		}
+	})
+}
+
+func (n *Node) addHolder(v grid.View, jobID string) error {
+	rec, err := n.store.Job(jobID)
+	if err != nil {
+		return err
+	}
+	// The list grows one holder at a time, each change acknowledged by a
+	// majority of the list it makes before the next: then any majority of
+	// one list meets any majority of the next. A home that has not yet
+	// had a write of its own acknowledged under the list it holds (it just
+	// took over, or its last change did not get through) does that first.
+	if !n.ledger.settled(jobID, len(holdersOf(rec))) {
+		req := appendReq{Rec: rec.wire(), FirstSeq: rec.Results + 1, InFirst: rec.Items}
+		if err := n.replicate(rec, &req); err != nil {
+			return fmt.Errorf("the holders it has have not all learned of each other yet: %w", err)
+		}
+	}
+	to, ok := newHolder(v, holdersOf(rec), jobID)
+	if !ok {
+		return errNoCandidate
+	}
+	req := appendReq{Rec: rec.wire(), FirstSeq: rec.Results + 1, InFirst: rec.Items}
+	if err := n.appendTo(to, rec, &req); err != nil { // sends it whole, then what it lacks
+		return fmt.Errorf("copy to %s: %w", to, err)
+	}
+	if rec, err = n.store.AddHolder(jobID, to); err != nil {
+		return err
+	}
+	n.ledger.hold(jobID, rec.Holders)
+	n.sched.setHolders(jobID, rec.Holders)
+	n.metrics.nCopies.Add(1)
+	n.log.Info("copied a job to a new holder", "job", jobID, "holder", to, "holders", rec.Holders, "results", rec.Results)
+	req = appendReq{Rec: rec.wire(), FirstSeq: rec.Results + 1, InFirst: rec.Items}
+	if err := n.replicate(rec, &req); err != nil {
+		n.log.Info("the job's holders learn of the new one with its next write", "job", jobID, "holder", to, "err", err)
+	}
+	return nil
+}
+
 // takeOver makes this node the job's home at term v.Epoch: it gathers the
 // holders' promises and copies, takes the best copy, and serves.
 func (n *Node) takeOver(v grid.View, jobID string) error {
-	holders := n.ledger.holders(jobID)
 	term := v.Epoch
-	type answer struct {
-		from string
-		resp gatherResp
-	}
-	var (
-		mu      sync.Mutex
-		answers []answer
-		wg      sync.WaitGroup
-	)
-	for _, h := range holders {
-		if m, ok := v.Member(h); !ok || !m.Live() {
-			continue
-		}
-		wg.Go(func() {
-			resp, err := callNode(n, h, methodGather, n.holdGather, &gatherReq{Job: jobID, Term: term})
-			if err == nil {
-				mu.Lock()
-				answers = append(answers, answer{h, resp})
-				mu.Unlock()
+	holders := n.ledger.holders(jobID)
+	var answers []gathered
+	// A majority of the list this node knows may tell of a longer one (the
+	// home before added holders): then a majority of that one counts.
+	for range maxHolders {
+		answers = n.gather(v, jobID, holders, term)
+		longest := holders
+		for _, a := range answers {
+			if a.resp.Rec != nil && len(a.resp.Rec.Holders) > len(longest) {
+				longest = a.resp.Rec.Holders
 			}
-		})
+		}
+		if len(longest) == len(holders) {
+			break
+		}
+		holders = longest
 	}
-	wg.Wait()
 	if len(answers) < majority(len(holders)) {
 		return fmt.Errorf("only %d of its %d holders answered; a majority is %d", len(answers), len(holders), majority(len(holders)))
 	}
@@ -467,6 +596,36 @@ func (n *Node) takeOver(v grid.View, jobID string) error {
 	n.metrics.nTakeovers.Add(1)
 	n.log.Info("took over a job as its home", "job", jobID, "term", term, "results", rec.Results, "items", rec.Items, "from", best.from)
 	return nil
+}
+
+// gathered is one holder's answer to a gather.
+type gathered struct {
+	from string
+	resp gatherResp
+}
+
+// gather asks the live holders to promise term and say what they hold.
+func (n *Node) gather(v grid.View, jobID string, holders []string, term uint64) []gathered {
+	var (
+		mu      sync.Mutex
+		answers []gathered
+		wg      sync.WaitGroup
+	)
+	for _, h := range holders {
+		if m, ok := v.Member(h); !ok || !m.Live() {
+			continue
+		}
+		wg.Go(func() {
+			resp, err := callNode(n, h, methodGather, n.holdGather, &gatherReq{Job: jobID, Term: term})
+			if err == nil {
+				mu.Lock()
+				answers = append(answers, gathered{h, resp})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return answers
 }
 
 // copyFrom brings this node's copy of a job up to holder src's, which is

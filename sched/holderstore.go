@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/gridnode/gridnode/sdk/api"
 	"github.com/gridnode/gridnode/transport"
@@ -153,7 +154,13 @@ func (s *Store) HolderAppend(a *appendReq) (ack appendResp, err error) {
 			return err
 		}
 		rec.Items = max(rec.Items, a.InFirst+uint64(len(a.Inputs)))
-		rec.State, rec.Finished, rec.ExpiresAt = a.Rec.State, a.Rec.Finished, a.Rec.ExpiresAt
+		if a.FirstSeq+uint64(len(a.Results)) > rec.Results {
+			// Not a write older than what is here: its state is the newer.
+			rec.State, rec.Finished, rec.ExpiresAt = a.Rec.State, a.Rec.Finished, a.Rec.ExpiresAt
+		}
+		if len(a.Rec.Holders) > len(rec.Holders) {
+			rec.Holders = a.Rec.Holders // the list only grows
+		}
 		return putRecord(tx, rec)
 	})
 	return ack, err
@@ -283,6 +290,27 @@ func putIdempotent(tx *bolt.Tx, rec *jobRecord) error {
 		return nil
 	}
 	return tx.Bucket(bIdem).Put([]byte(k), []byte(rec.ID))
+}
+
+// AddHolder appends a holder to a job's list, which only grows; the new
+// record is returned.
+func (s *Store) AddHolder(jobID, holder string) (*jobRecord, error) {
+	var out *jobRecord
+	err := s.update("add a holder", func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, jobID)
+		if err != nil {
+			return err
+		}
+		if len(rec.Holders) == 0 {
+			rec.Holders = []string{homeOf(jobID)}
+		}
+		if !slices.Contains(rec.Holders, holder) {
+			rec.Holders = append(slices.Clip(rec.Holders), holder)
+		}
+		out = rec
+		return putRecord(tx, rec)
+	})
+	return out, err
 }
 
 // InputsFrom returns a job's inputs from index first, up to about maxBytes

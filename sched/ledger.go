@@ -1,15 +1,22 @@
 package sched
 
 import (
+	"slices"
+
 	"github.com/gridnode/gridnode/grid"
 )
 
 // The job ledger: a job's record, item inputs and result log are kept by
 // its holders, not by the node that accepted it alone.
 //
-//   - Holders are fixed when the job is accepted: the accepting node first,
-//     then up to ledgerReplicas-1 members on other hosts, ranked by
-//     rendezvous on the job ID. Every copy carries the list.
+//   - Holders are chosen when the job is accepted: the accepting node
+//     first, then up to ledgerReplicas-1 members on other hosts, ranked by
+//     rendezvous on the job ID. Every copy carries the list. The list only
+//     grows: when fewer than ledgerReplicas holders are alive (one left, or
+//     has been dead for holderGrace), the home copies the job to one more
+//     member and appends it (up to maxHolders). Growing by one keeps every
+//     majority of the old list meeting every majority of the new one, and
+//     a list that never drops a member needs no rule for one that returns.
 //   - The job's home is the first holder that is alive in the view: a pure
 //     function of (view, holders), so every node that holds the view and the
 //     list names the same home. Only the home writes.
@@ -33,6 +40,38 @@ import (
 // ledgerReplicas is how many holders a job has where there are as many
 // hosts: any one of them may be lost without losing anything acknowledged.
 const ledgerReplicas = 3
+
+// maxHolders caps a job's holders as the list grows after losses; past it
+// a job waits for its holders to come back.
+const maxHolders = 2*ledgerReplicas - 1
+
+// wantHolder reports whether a job whose list is holders, of which live
+// are alive, is to be copied to one more member.
+func wantHolder(holders, live int) bool {
+	return live < ledgerReplicas && holders < maxHolders
+}
+
+// newHolder picks the member a job is copied to when it wants one more
+// holder: alive, not a holder yet, on a host no live holder is on; by
+// rendezvous on the job ID. False when there is none.
+func newHolder(v grid.View, holders []string, jobID string) (string, bool) {
+	used := map[string]bool{}
+	for _, h := range holders {
+		if m, ok := v.Member(h); ok && m.Live() {
+			used[m.Host()] = true
+		}
+	}
+	var cands []grid.Member
+	for _, m := range v.Live() {
+		if !slices.Contains(holders, m.NodeID) && !used[m.Host()] {
+			cands = append(cands, m)
+		}
+	}
+	if r := grid.Rank(cands, []byte(jobID), 1); len(r) == 1 {
+		return r[0].NodeID, true
+	}
+	return "", false
+}
 
 // pickHolders chooses a job's holders: self first, then up to r-1 of the
 // live members on other hosts, by rendezvous on the job ID with

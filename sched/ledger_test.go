@@ -111,12 +111,15 @@ func TestJudgeAppend(t *testing.T) {
 }
 
 // The ledger model: holders, homes that take over at growing terms, homes
-// that go on writing after they were replaced, and writes that reach any
-// subset of the holders. It drives the decisions the store and the node
-// make (judgeAppend, better, the takeover's term fields) the way they make
-// them, and checks that every write a majority stored is, at its seq, in
-// the log of every home that takes over later, and that a holder only ever
-// appends to a log that is a prefix of its home's.
+// that go on writing after they were replaced, writes that reach any
+// subset of the holders, and homes that add a holder (the list grows, one
+// at a time). It drives the decisions the store and the node make
+// (judgeAppend, better, the takeover's term fields, the longest list a
+// gather learns, a change only once the list before it was acknowledged)
+// the way they make them, and checks that every write a majority of its
+// list stored is, at its seq, in the log of every home that takes over
+// later, and that a holder only ever appends to a log that is a prefix of
+// its home's.
 
 type modelEntry struct {
 	term uint64
@@ -127,6 +130,7 @@ type modelHolder struct {
 	log     []modelEntry
 	term    uint64 // copy term: the term of the home whose writes it holds
 	promise uint64
+	list    int // how many holders its copy's list names (the first ones)
 }
 
 func (h *modelHolder) copyState() copyState {
@@ -134,14 +138,15 @@ func (h *modelHolder) copyState() copyState {
 }
 
 type modelHome struct {
-	id int
-	ti termInfo
+	id      int
+	ti      termInfo
+	settled int // the longest list a write of its was acknowledged under
 }
 
 func TestLedgerModel(t *testing.T) {
 	rng := decideRand(t)
-	for run := range 3000 {
-		if err := ledgerModelRun(rng, 3+2*rng.IntN(2), 60); err != nil {
+	for run := range 20000 {
+		if err := ledgerModelRun(rng, 3, 80); err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
 	}
@@ -150,65 +155,109 @@ func TestLedgerModel(t *testing.T) {
 func ledgerModelRun(rng *rand.Rand, n, steps int) error {
 	hs := make([]*modelHolder, n)
 	for i := range hs {
-		hs[i] = &modelHolder{term: 1, promise: 1}
+		hs[i] = &modelHolder{term: 1, promise: 1, list: n}
 	}
-	homes := []*modelHome{{id: 0, ti: termInfo{Term: 1, TermStart: 1}}}
+	homes := []*modelHome{{id: 0, ti: termInfo{Term: 1, TermStart: 1}, settled: n}}
 	acked := map[int]modelEntry{} // seq (1-based) → the acknowledged write there
 	next, epoch := 0, uint64(1)
+	// write is one write of home hm's (entry: a new result; else the
+	// record alone, as a list change), sent to a random part of its list.
+	write := func(hm *modelHome, entry bool) error {
+		own := hs[hm.id]
+		if own.term != hm.ti.Term || own.promise > hm.ti.Term {
+			return nil // its own copy follows a newer home: its store refuses the write (Store.Commit)
+		}
+		if entry {
+			next++
+			own.log = append(own.log, modelEntry{hm.ti.Term, next})
+		}
+		list, stored := own.list, 1
+		for i, h := range hs[:list] {
+			if i == hm.id || rng.IntN(3) == 0 {
+				continue // not reached
+			}
+			switch judgeAppend(h.copyState(), h.promise, hm.ti) {
+			case verdictStale:
+				continue
+			case verdictReset:
+				h.log = nil
+			case verdictApply, verdictAdopt:
+				if !isPrefix(h.log, own.log) {
+					return fmt.Errorf("holder %d appends to a log that is not its home's: %v, home %d's %v", i, h.log, hm.id, own.log)
+				}
+			}
+			h.term, h.promise = hm.ti.Term, max(h.promise, hm.ti.Term)
+			h.log = slices.Clone(own.log) // caught up, then the write
+			h.list = max(h.list, list)
+			stored++
+		}
+		if stored >= majority(list) {
+			if entry {
+				acked[len(own.log)] = own.log[len(own.log)-1]
+			}
+			hm.settled = max(hm.settled, list)
+		}
+		return nil
+	}
 	for range steps {
-		switch r := rng.IntN(10); {
-		case r < 6: // a write, by the newest home mostly, else by a replaced one
+		switch r := rng.IntN(12); {
+		case r < 7: // a write, by the newest home mostly, else by a replaced one
 			hm := homes[len(homes)-1]
 			if rng.IntN(4) == 0 {
 				hm = homes[rng.IntN(len(homes))]
 			}
-			own := hs[hm.id]
-			if own.term != hm.ti.Term || own.promise > hm.ti.Term {
-				continue // its own copy follows a newer home: its store refuses the write (Store.Commit)
+			if err := write(hm, true); err != nil {
+				return err
 			}
-			next++
-			own.log = append(own.log, modelEntry{hm.ti.Term, next})
-			seq := len(own.log)
-			stored := 1
-			for i, h := range hs {
-				if i == hm.id || rng.IntN(3) == 0 {
-					continue // not reached
-				}
-				switch judgeAppend(h.copyState(), h.promise, hm.ti) {
-				case verdictStale:
-					continue
-				case verdictReset:
-					h.log = nil
-				case verdictApply, verdictAdopt:
-					if !isPrefix(h.log, own.log) {
-						return fmt.Errorf("holder %d appends to a log that is not its home's: %v, home %d's %v", i, h.log, hm.id, own.log)
+		case r < 9: // the newest home adds a holder, once its list was acknowledged
+			hm := homes[len(homes)-1]
+			own := hs[hm.id]
+			if own.list >= maxHolders || hm.settled != own.list || own.term != hm.ti.Term || own.promise > hm.ti.Term {
+				continue
+			}
+			// Sent whole, then caught up: it holds the home's log, under
+			// the list as it was; then the home's list grows, and the
+			// record goes to the holders as a write.
+			hs = append(hs, &modelHolder{log: slices.Clone(own.log), term: hm.ti.Term, promise: hm.ti.Term, list: own.list})
+			own.list++
+			if err := write(hm, false); err != nil {
+				return err
+			}
+		default: // a takeover at a new term, gathering a majority of the longest list it learns
+			epoch++
+			id := rng.IntN(len(hs))
+			me := hs[id]
+			list := me.list
+			if id >= list {
+				continue // its copy's list does not name it yet: it cannot be the home
+			}
+			answered := []int{id}
+			me.promise = max(me.promise, epoch)
+			for {
+				for i := range hs[:list] {
+					if !slices.Contains(answered, i) && rng.IntN(3) > 0 {
+						answered = append(answered, i)
+						hs[i].promise = max(hs[i].promise, epoch) // a holder promises as it answers
 					}
 				}
-				h.term, h.promise = hm.ti.Term, max(h.promise, hm.ti.Term)
-				h.log = slices.Clone(own.log) // caught up, then the write
-				stored++
-			}
-			if stored >= majority(n) {
-				acked[seq] = own.log[seq-1]
-			}
-		default: // a takeover at a new term, gathering a majority
-			epoch++
-			id := rng.IntN(n)
-			asked := append([]int{id}, rng.Perm(n)...)
-			var answered []int
-			for _, i := range asked {
-				if !slices.Contains(answered, i) && len(answered) < majority(n)+rng.IntN(n-majority(n)+1) {
-					answered = append(answered, i)
+				longest := list
+				for _, i := range answered {
+					longest = max(longest, hs[i].list)
 				}
+				if longest == list {
+					break
+				}
+				list = longest
+			}
+			if len(answered) < majority(list) {
+				continue // it waits: no home at this term
 			}
 			best := id
 			for _, i := range answered {
-				hs[i].promise = max(hs[i].promise, epoch)
 				if better(hs[i].copyState(), hs[best].copyState()) {
 					best = i
 				}
 			}
-			me := hs[id]
 			if best != id && better(hs[best].copyState(), me.copyState()) {
 				me.log, me.term = slices.Clone(hs[best].log), hs[best].term
 			}
@@ -218,7 +267,7 @@ func ledgerModelRun(rng *rand.Rand, n, steps int) error {
 				}
 			}
 			ti := termInfo{Term: epoch, PrevTerm: me.term, TermStart: uint64(len(me.log)) + 1}
-			me.term, me.promise = epoch, epoch
+			me.term, me.list = epoch, list
 			homes = append(homes, &modelHome{id: id, ti: ti})
 		}
 	}

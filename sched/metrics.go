@@ -29,7 +29,7 @@ type metrics struct {
 	lost          metric.Int64Counter
 	movedItems    metric.Int64Counter
 	// What Node.Stats reports, counted beside the instruments.
-	nMoved, nLost, nResumed, nTakeovers atomic.Uint64
+	nMoved, nLost, nResumed, nTakeovers, nCopies atomic.Uint64
 }
 
 func newMetrics() *metrics {

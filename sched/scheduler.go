@@ -194,6 +194,17 @@ func (s *Scheduler) releaseLocked(j *job) {
 	j.notifyLocked() // its checkpoints stay: this node still holds the job
 }
 
+// setHolders records a job's grown list of holders.
+func (s *Scheduler) setHolders(jobID string, holders []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j := s.mu.jobs[jobID]; j != nil && len(holders) > len(j.rec.Holders) {
+		rec := *j.rec
+		rec.Holders = holders
+		j.rec = &rec
+	}
+}
+
 // yield stops serving a job for which a holder heard of a home at a newer
 // term than this node's.
 func (s *Scheduler) yield(jobID string, term uint64) {
@@ -508,6 +519,12 @@ func (s *Scheduler) replicateCommitted(batch []pendingResult, recs map[string]*j
 		sh.req.InFirst = sh.rec.Items - uint64(len(sh.req.Inputs))
 		backoff := 50 * time.Millisecond
 		for {
+			if h := s.n.ledger.holders(id); len(h) > len(sh.rec.Holders) {
+				// The job gained a holder meanwhile (it lost one for good).
+				rec := *sh.rec
+				rec.Holders = h
+				sh.rec, sh.req.Rec.Holders = &rec, h
+			}
 			err := s.n.replicate(sh.rec, &sh.req)
 			if err == nil {
 				break
