@@ -17,7 +17,9 @@
 //     restarts; only then does it move, so a join moves nothing in flight.
 //     A node that becomes home (the one before died, left or restarted)
 //     gathers a majority of the holders first: they promise its term and
-//     refuse older homes, and it continues the best copy among them.
+//     refuse older homes, and it continues the best copy among them. A
+//     home whose job lost a holder for good copies the job to one more
+//     member; the list of holders only grows, one at a time.
 //   - Coordinator (coordinator.go): for each item assigned to it, it places
 //     Replicas executions by capacity-weighted rendezvous on distinct hosts
 //     (placement.go), skipping executors with no queue room (as they last
