@@ -460,19 +460,7 @@ func (n *Node) checkHomes(v grid.View) {
 		return // only a node that holds the cluster's view takes jobs over
 	}
 	for _, id := range take {
-		n.ledger.mu.Lock()
-		busy := n.ledger.taking[id]
-		n.ledger.taking[id] = true
-		n.ledger.mu.Unlock()
-		if busy {
-			continue
-		}
-		if !n.spawn(func() {
-			defer func() {
-				n.ledger.mu.Lock()
-				delete(n.ledger.taking, id)
-				n.ledger.mu.Unlock()
-			}()
+		if !n.exclusive(n.ledger.taking, id, func() {
 			if err := n.takeOver(v, id); err != nil {
 				n.log.Warn("cannot take over a job yet; trying again", "job", id, "epoch", v.Epoch, "err", err)
 			}
@@ -482,23 +470,37 @@ func (n *Node) checkHomes(v grid.View) {
 	}
 }
 
+// exclusive runs f on a goroutine of the node's unless a run for the same
+// job in set (taking or growing) is under way; false once the node is
+// stopping.
+func (n *Node) exclusive(set map[string]bool, jobID string, f func()) bool {
+	n.ledger.mu.Lock()
+	busy := set[jobID]
+	set[jobID] = true
+	n.ledger.mu.Unlock()
+	if busy {
+		return true
+	}
+	done := func() {
+		n.ledger.mu.Lock()
+		delete(set, jobID)
+		n.ledger.mu.Unlock()
+	}
+	ok := n.spawn(func() {
+		defer done()
+		f()
+	})
+	if !ok {
+		done()
+	}
+	return ok
+}
+
 // growHolders copies a job this node is the home of to one more member,
 // and adds it to the job's holders once it holds everything: the job
 // lost a holder for good.
 func (n *Node) growHolders(v grid.View, jobID string) {
-	n.ledger.mu.Lock()
-	busy := n.ledger.growing[jobID]
-	n.ledger.growing[jobID] = true
-	n.ledger.mu.Unlock()
-	if busy {
-		return
-	}
-	n.spawn(func() {
-		defer func() {
-			n.ledger.mu.Lock()
-			delete(n.ledger.growing, jobID)
-			n.ledger.mu.Unlock()
-		}()
+	n.exclusive(n.ledger.growing, jobID, func() {
 		if err := n.addHolder(v, jobID); errors.Is(err, errNoCandidate) {
 			n.log.Debug("a job lost a holder, and no member on another host can take a copy", "job", jobID)
 		} else if err != nil {

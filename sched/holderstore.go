@@ -33,6 +33,44 @@ func jobBucket(tx *bolt.Tx, jobID string, create bool) (*bolt.Bucket, error) {
 	return jb, nil
 }
 
+// clearResults empties a copy's result log, to be written again whole.
+func clearResults(jb *bolt.Bucket) error {
+	if err := jb.DeleteBucket(bRes); err != nil {
+		return err
+	}
+	_, err := jb.CreateBucket(bRes)
+	return err
+}
+
+// putResults appends the results after the copy's last seq to its log,
+// counting them in rec.
+func putResults(jb *bolt.Bucket, rec *jobRecord, results []api.Result) error {
+	res := jb.Bucket(bRes)
+	res.FillPercent = 1 // appends in key order
+	for i := range results {
+		r := &results[i]
+		if r.Seq <= rec.Results {
+			continue
+		}
+		b, err := transport.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := res.Put(resultKey(r.Seq, r.Index), b); err != nil {
+			return err
+		}
+		rec.Results = r.Seq
+		if r.OK() {
+			rec.OK++
+		}
+		if rec.ByStatus == nil {
+			rec.ByStatus = map[string]uint64{}
+		}
+		rec.ByStatus[r.Status]++
+	}
+	return nil
+}
+
 func putInputs(jb *bolt.Bucket, first uint64, inputs [][]byte) error {
 	in := jb.Bucket(bIn)
 	in.FillPercent = 1
@@ -68,10 +106,7 @@ func (s *Store) HolderPut(rec *jobRecord, first uint64, inputs [][]byte, complet
 		}
 		if first == 0 && (old == nil || old.State != stateReceiving || old.Results > 0) {
 			// A new copy: whatever was here is replaced.
-			if err := jb.DeleteBucket(bRes); err != nil {
-				return err
-			}
-			if _, err := jb.CreateBucket(bRes); err != nil {
+			if err := clearResults(jb); err != nil {
 				return err
 			}
 		}
@@ -113,10 +148,7 @@ func (s *Store) HolderAppend(a *appendReq) (ack appendResp, err error) {
 			ack.Stale = true
 			return nil
 		case verdictReset:
-			if err := jb.DeleteBucket(bRes); err != nil {
-				return err
-			}
-			if _, err := jb.CreateBucket(bRes); err != nil {
+			if err := clearResults(jb); err != nil {
 				return err
 			}
 			rec.Results, rec.OK, rec.ByStatus = 0, 0, nil
@@ -127,28 +159,8 @@ func (s *Store) HolderAppend(a *appendReq) (ack appendResp, err error) {
 		if a.FirstSeq > rec.Results+1 || a.InFirst > rec.Items {
 			return putRecord(tx, rec) // behind: the home sends what it lacks first
 		}
-		res := jb.Bucket(bRes)
-		res.FillPercent = 1
-		for i := range a.Results {
-			r := &a.Results[i]
-			if r.Seq <= rec.Results {
-				continue
-			}
-			b, err := transport.Marshal(r)
-			if err != nil {
-				return err
-			}
-			if err := res.Put(resultKey(r.Seq, r.Index), b); err != nil {
-				return err
-			}
-			rec.Results = r.Seq
-			if r.OK() {
-				rec.OK++
-			}
-			if rec.ByStatus == nil {
-				rec.ByStatus = map[string]uint64{}
-			}
-			rec.ByStatus[r.Status]++
+		if err := putResults(jb, rec, a.Results); err != nil {
+			return err
 		}
 		if err := putInputs(jb, a.InFirst, a.Inputs); err != nil {
 			return err
@@ -242,32 +254,12 @@ func (s *Store) CopyIn(rec *jobRecord, seq uint64, results []api.Result, inFirst
 			}
 		}
 		if seq == 0 {
-			if err := jb.DeleteBucket(bRes); err != nil {
-				return err
-			}
-			if _, err := jb.CreateBucket(bRes); err != nil {
+			if err := clearResults(jb); err != nil {
 				return err
 			}
 		}
-		res := jb.Bucket(bRes)
-		res.FillPercent = 1
-		for i := range results {
-			r := &results[i]
-			if r.Seq <= local.Results {
-				continue
-			}
-			b, err := transport.Marshal(r)
-			if err != nil {
-				return err
-			}
-			if err := res.Put(resultKey(r.Seq, r.Index), b); err != nil {
-				return err
-			}
-			local.Results = r.Seq
-			if r.OK() {
-				local.OK++
-			}
-			local.ByStatus[r.Status]++
+		if err := putResults(jb, &local, results); err != nil {
+			return err
 		}
 		if err := putInputs(jb, inFirst, inputs); err != nil {
 			return err
