@@ -109,6 +109,14 @@ func (l *ledger) settled(jobID string, n int) bool {
 	return l.acked[jobID] == n
 }
 
+// unsettle: this node just became the job's home; no write of its term
+// was acknowledged yet.
+func (l *ledger) unsettle(jobID string) {
+	l.mu.Lock()
+	delete(l.acked, jobID)
+	l.mu.Unlock()
+}
+
 func (l *ledger) forget(jobID string) {
 	l.mu.Lock()
 	delete(l.held, jobID)
@@ -592,6 +600,15 @@ func (n *Node) takeOver(v grid.View, jobID string) error {
 	if err != nil {
 		return err
 	}
+	for _, h := range holders { // the longest list learned, if this copy's is shorter
+		if !slices.Contains(rec.Holders, h) {
+			if rec, err = n.store.AddHolder(jobID, h); err != nil {
+				return err
+			}
+		}
+	}
+	n.ledger.hold(jobID, rec.Holders)
+	n.ledger.unsettle(jobID) // a write of its own term first, before it adds a holder
 	if err := n.sched.add(rec); err != nil {
 		return err
 	}
