@@ -327,11 +327,17 @@ func TestGridExecutorDeathMovesItsItems(t *testing.T) {
 	}
 }
 
-// TestGridHomeDeathLosesNothing kills the home of a running job, the node
-// the client talks to: the client goes on through another node, another
-// holder takes the job over, and every item is read exactly once with the
-// right bytes.
+// TestGridHomeDeathLosesNothing loses the home of a running job, the node
+// the client talks to, to a crash or a leave: the client goes on through
+// another node, another holder takes the job over, and every item is read
+// exactly once with the right bytes.
 func TestGridHomeDeathLosesNothing(t *testing.T) {
+	for _, how := range []string{"crash", "leave"} {
+		t.Run(how, func(t *testing.T) { testHomeLoss(t, how) })
+	}
+}
+
+func testHomeLoss(t *testing.T, how string) {
 	g := newTestGrid(t, 3)
 	mod := g.push(testdata.Work)
 	const n = 300
@@ -361,7 +367,15 @@ func TestGridHomeDeathLosesNothing(t *testing.T) {
 		}
 		got[r.Index] = r
 		if len(got) == 20 {
-			g.nodes[0].Close() // the home, and the client's node: a crash to the others
+			// The home, and the client's node.
+			if how == "leave" {
+				lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+				if err := g.nodes[0].Leave(lctx); err != nil {
+					t.Fatalf("leave: %v", err)
+				}
+				lcancel()
+			}
+			g.nodes[0].Close() // after a leave, or a crash to the others
 		}
 	}
 	if len(got) != n {
