@@ -676,7 +676,7 @@ func TestGridCheckpointResume(t *testing.T) {
 		if from+every < last {
 			t.Errorf("round %d: resumed at step %d, but the run had saved step %d before the kill", round, from, last)
 		}
-		c.Restart(exec, false)
+		c.Restart(exec, round%2 == 1) // odd rounds: a replacement with the old node ID on a new port
 		sctx, scancel := withTimeout(settleWait)
 		err := c.Poll(sctx, func(r harness.Round) bool { return settled(r, 3, 3) })
 		scancel()
