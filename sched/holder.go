@@ -504,6 +504,26 @@ func (n *Node) exclusive(set map[string]bool, jobID string, f func()) bool {
 	return ok
 }
 
+// handOver, before the node leaves on purpose, brings every other live
+// holder of each job it is the home of up to its own copy, so that the
+// next home finds everything at once. What does not get through is found
+// by the next home's gather all the same.
+func (n *Node) handOver(ctx context.Context) {
+	for _, id := range n.sched.served() {
+		if ctx.Err() != nil {
+			return
+		}
+		rec, err := n.store.Job(id)
+		if err != nil || rec.State != api.JobRunning {
+			continue // a finished job's last write reached a majority already
+		}
+		req := appendReq{Rec: rec.wire(), FirstSeq: rec.Results + 1, InFirst: rec.Items}
+		if err := n.replicate(rec, &req); err != nil {
+			n.log.Warn("leaving: a job's holders are not all up to date; the next home gathers what they have", "job", id, "err", err)
+		}
+	}
+}
+
 // growHolders copies a job this node is the home of to one more member,
 // and adds it to the job's holders once it holds everything: the job
 // lost a holder for good.

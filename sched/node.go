@@ -246,6 +246,7 @@ func (n *Node) Leave(ctx context.Context) error {
 func (n *Node) leaveCluster(ctx context.Context) error {
 	n.leaveMu.Lock()
 	defer n.leaveMu.Unlock()
+	n.handOver(ctx)
 	return n.cluster.Leave(ctx)
 }
 

@@ -730,14 +730,20 @@ func (s *Scheduler) status(jobID string) (api.JobStatus, <-chan struct{}, bool) 
 	return st, j.changed, true
 }
 
-// statuses lists every job the scheduler holds.
-func (s *Scheduler) statuses() []api.JobStatus {
+// served lists the jobs this node is the home of.
+func (s *Scheduler) served() []string {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	ids := make([]string, 0, len(s.mu.jobs))
 	for id := range s.mu.jobs {
 		ids = append(ids, id)
 	}
-	s.mu.Unlock()
+	return ids
+}
+
+// statuses lists every job the scheduler holds.
+func (s *Scheduler) statuses() []api.JobStatus {
+	ids := s.served()
 	out := make([]api.JobStatus, 0, len(ids))
 	for _, id := range ids {
 		if st, _, ok := s.status(id); ok {
