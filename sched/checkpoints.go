@@ -2,7 +2,6 @@ package sched
 
 import (
 	"context"
-	"sync"
 
 	"github.com/gridnode/gridnode/sdk/api"
 )
@@ -16,77 +15,18 @@ import (
 // whose coordinator went away is assigned again marked the same way. A
 // checkpoint is forgotten when its item is decided or its job ends.
 //
-// Checkpoints are kept in memory, on every holder: one is lost only with
-// all of them, and then it costs the work since the start of the item,
-// never its result.
-
-// maxCkptBytes bounds the checkpoints one node holds for all its jobs;
-// past it, a new checkpoint replaces only an older one of the same item.
-const maxCkptBytes = 1 << 30
-
-// ckptStore is the checkpoints a node holds, as a home or a holder.
-type ckptStore struct {
-	mu    sync.Mutex
-	jobs  map[string]map[uint64][]byte
-	bytes int
-}
-
-// put keeps an item's newest checkpoint; false when the node is full.
-func (c *ckptStore) put(job string, idx uint64, sealed []byte) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	items := c.jobs[job]
-	old := items[idx]
-	if old == nil && c.bytes+len(sealed) > maxCkptBytes {
-		return false
-	}
-	if items == nil {
-		if c.jobs == nil {
-			c.jobs = map[string]map[uint64][]byte{}
-		}
-		items = map[uint64][]byte{}
-		c.jobs[job] = items
-	}
-	items[idx] = sealed
-	c.bytes += len(sealed) - len(old)
-	return true
-}
-
-func (c *ckptStore) get(job string, idx uint64) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.jobs[job][idx]
-}
-
-// drop forgets checkpoints of decided items.
-func (c *ckptStore) drop(job string, idxs ...uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	items := c.jobs[job]
-	for _, i := range idxs {
-		c.bytes -= len(items[i])
-		delete(items, i)
-	}
-	if items != nil && len(items) == 0 {
-		delete(c.jobs, job)
-	}
-}
-
-// dropJob forgets every checkpoint of a job that ended.
-func (c *ckptStore) dropJob(job string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, b := range c.jobs[job] {
-		c.bytes -= len(b)
-	}
-	delete(c.jobs, job)
-}
+// Checkpoints are kept in the job's bucket of every holder's store,
+// fsynced, and forgotten in the same transaction as their item's result
+// (Store.Commit, Store.HolderAppend) or their job's end: one is lost only
+// with every holder's disk, and then it costs the work since the start of
+// the item, never its result.
 
 // saveCheckpoints keeps the newest checkpoint of each item in the batch,
 // from the executors of a job this node is the home of, and hands them on
 // to the job's other holders.
 func (s *Scheduler) saveCheckpoints(ctx context.Context, from string, req *ckptReq) (ckptResp, error) {
 	fwd := map[string][]ckptItem{}
+	keep := make([]ckptItem, 0, len(req.Items))
 	v := s.n.view()
 	for _, c := range req.Items {
 		s.mu.Lock()
@@ -100,20 +40,19 @@ func (s *Scheduler) saveCheckpoints(ctx context.Context, from string, req *ckptR
 		if !open {
 			continue // decided, its job ended, or not served here: nobody will resume it from here
 		}
-		if !s.ckpts.put(c.Job, c.Index, c.Sealed) {
-			s.log.Warn("not keeping a checkpoint: this node holds its maximum of checkpoints", "job", c.Job, "item", c.Index, "max", maxCkptBytes)
-			continue
-		}
+		keep = append(keep, c)
 		for _, h := range holders {
 			if m, ok := v.Member(h); ok && m.Live() && h != s.n.id.NodeID {
 				fwd[h] = append(fwd[h], c)
 			}
 		}
 	}
+	// Handed on first: the other holders store them while this node does,
+	// so that one lost with this node is also on another.
 	for h, items := range fwd {
 		s.ckptFwd.to(h).push(items...)
 	}
-	return ckptResp{}, nil
+	return ckptResp{}, s.store.PutCheckpoints(keep)
 }
 
 // sendHeldCheckpoints hands checkpoints on to a holder. One that does not
@@ -127,15 +66,10 @@ func (s *Scheduler) sendHeldCheckpoints(holder string, batch []ckptItem) {
 // holdCheckpoints keeps checkpoints the home of a job this node holds
 // handed on.
 func (n *Node) holdCheckpoints(ctx context.Context, from string, req *ckptReq) (ckptResp, error) {
-	for _, c := range req.Items {
-		if n.ledger.holders(c.Job) != nil && len(c.Sealed) > 0 {
-			n.sched.ckpts.put(c.Job, c.Index, c.Sealed)
-		}
-	}
-	return ckptResp{}, nil
+	return ckptResp{}, n.store.PutCheckpoints(req.Items)
 }
 
 // loadCheckpoint hands out an item's newest checkpoint, if there is one.
 func (s *Scheduler) loadCheckpoint(ctx context.Context, from string, req *resumeReq) (resumeResp, error) {
-	return resumeResp{Sealed: s.ckpts.get(req.Job, req.Index)}, nil
+	return resumeResp{Sealed: s.store.Checkpoint(req.Job, req.Index)}, nil
 }

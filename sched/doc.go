@@ -40,9 +40,9 @@
 //     hash), runs the execution in the plugins sandbox, and keeps its
 //     outcome staged until the coordinator takes or drops it. Executions
 //     whose coordinator is gone are rolled back. Checkpoints a running
-//     execution saves go to the job's home (checkpoints.go), which keeps
-//     the newest one per unfinished item and hands it on to the other
-//     holders; an execution that replaces a lost one (the coordinator
+//     execution saves go to the job's home (checkpoints.go), which hands
+//     them on to the other holders; each keeps the newest one per
+//     unfinished item in its store; an execution that replaces a lost one (the coordinator
 //     marks its item) fetches it first and resumes there.
 //
 // Every hop between the parts is batched (outbox.go) and a call a node

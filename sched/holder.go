@@ -180,14 +180,6 @@ func (n *Node) holdAppend(ctx context.Context, from string, req *appendReq) (app
 		if len(req.Rec.Holders) > len(n.ledger.holders(req.Rec.ID)) {
 			n.ledger.hold(req.Rec.ID, req.Rec.Holders)
 		}
-		// Decided items need their checkpoints no more; an ended job none.
-		if req.Rec.State != "" && req.Rec.State != api.JobRunning {
-			n.sched.ckpts.dropJob(req.Rec.ID)
-		} else {
-			for _, r := range req.Results {
-				n.sched.ckpts.drop(req.Rec.ID, r.Index)
-			}
-		}
 	}
 	return resp, err
 }

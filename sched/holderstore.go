@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -170,6 +171,9 @@ func (s *Store) HolderAppend(a *appendReq) (ack appendResp, err error) {
 			// Not a write older than what is here: its state is the newer.
 			rec.State, rec.Finished, rec.ExpiresAt = a.Rec.State, a.Rec.Finished, a.Rec.ExpiresAt
 		}
+		if err := dropCheckpoints(jb, a.Results, rec.State != api.JobRunning); err != nil {
+			return err
+		}
 		if len(a.Rec.Holders) > len(rec.Holders) {
 			rec.Holders = a.Rec.Holders // the list only grows
 		}
@@ -303,6 +307,63 @@ func (s *Store) AddHolder(jobID, holder string) (*jobRecord, error) {
 		return putRecord(tx, rec)
 	})
 	return out, err
+}
+
+// bCkpt, in a job's bucket, holds the newest checkpoint of each of its
+// unfinished items: ckpt/<idx> → sealed checkpoint.
+var bCkpt = []byte("ckpt")
+
+// PutCheckpoints keeps the newest checkpoint of each item, of jobs this
+// store holds, in one durable transaction.
+func (s *Store) PutCheckpoints(items []ckptItem) error {
+	return s.update("store checkpoints", func(tx *bolt.Tx) error {
+		for _, c := range items {
+			jb := tx.Bucket(bJob).Bucket([]byte(c.Job))
+			if jb == nil || len(c.Sealed) == 0 {
+				continue
+			}
+			cb, err := jb.CreateBucketIfNotExists(bCkpt)
+			if err != nil {
+				return err
+			}
+			if err := cb.Put(u64(c.Index), c.Sealed); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Checkpoint returns an item's newest checkpoint; nil when there is none.
+func (s *Store) Checkpoint(jobID string, idx uint64) []byte {
+	var out []byte
+	s.db.View(func(tx *bolt.Tx) error {
+		if jb := tx.Bucket(bJob).Bucket([]byte(jobID)); jb != nil {
+			if cb := jb.Bucket(bCkpt); cb != nil {
+				out = bytes.Clone(cb.Get(u64(idx)))
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// dropCheckpoints forgets the checkpoints of decided items, or, with
+// none named, of every item (the job ended).
+func dropCheckpoints(jb *bolt.Bucket, results []api.Result, all bool) error {
+	cb := jb.Bucket(bCkpt)
+	if cb == nil {
+		return nil
+	}
+	if all {
+		return jb.DeleteBucket(bCkpt)
+	}
+	for _, r := range results {
+		if err := cb.Delete(u64(r.Index)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // InputsFrom returns a job's inputs from index first, up to about maxBytes

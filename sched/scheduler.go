@@ -88,7 +88,6 @@ type Scheduler struct {
 	commits chan pendingResult
 	wake    chan struct{}
 	assigns outboxes[assignEntry]
-	ckpts   ckptStore          // newest checkpoints of unfinished items (checkpoints.go)
 	ckptFwd outboxes[ckptItem] // per holder: checkpoints handed on
 	wg      sync.WaitGroup
 	ctx     context.Context
@@ -324,7 +323,7 @@ func (s *Scheduler) assignRound(v grid.View, own *grid.Ownership) {
 			a := assignment{coord: coord, inc: m.Incarnation, size: len(inputs[k])}
 			p.j.assigned[i] = a
 			p.j.outBytes += a.size
-			e := assignEntry{hdr: hdr, item: assignItem{Job: hdr.ID, Index: i, Input: inputs[k], Resume: s.ckpts.get(hdr.ID, i) != nil}}
+			e := assignEntry{hdr: hdr, item: assignItem{Job: hdr.ID, Index: i, Input: inputs[k], Resume: s.store.Checkpoint(hdr.ID, i) != nil}}
 			out = append(out, func() { s.assigns.to(coord).push(e) })
 		}
 		s.mu.Unlock()
@@ -603,7 +602,6 @@ func (s *Scheduler) applyCommitted(batch []pendingResult, recs map[string]*jobRe
 		j := s.mu.jobs[r.jobID]
 		if j != nil && r.committed {
 			j.setDone(r.res.Index)
-			s.ckpts.drop(r.jobID, r.res.Index)
 			if a, ok := j.assigned[r.res.Index]; ok {
 				delete(j.assigned, r.res.Index)
 				j.outBytes -= a.size
@@ -676,7 +674,6 @@ func (s *Scheduler) finish(j *job, state string) error {
 		coords[a.coord] = true
 	}
 	j.assigned, j.retry, j.outBytes = map[uint64]assignment{}, nil, 0
-	s.ckpts.dropJob(id)
 	j.notifyLocked()
 	s.metrics.jobsFinished(state)
 	if state == api.JobCancelled {

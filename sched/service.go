@@ -288,7 +288,6 @@ func writeJobFiles(dir string, files map[string][]byte) error {
 
 func (n *Node) dropJob(rec *jobRecord) {
 	n.ledger.forget(rec.ID)
-	n.sched.ckpts.dropJob(rec.ID)
 	if err := n.store.Drop(rec.ID); err != nil {
 		n.log.Warn("could not drop a job; it is dropped at the next start", "job", rec.ID, "err", err)
 	}

@@ -261,6 +261,11 @@ func (s *Store) SetState(jobID, state string, finished, expires time.Time) error
 			return errConflict
 		}
 		rec.State, rec.Finished, rec.ExpiresAt = state, finished, expires
+		if jb := tx.Bucket(bJob).Bucket([]byte(jobID)); jb != nil {
+			if err := dropCheckpoints(jb, nil, true); err != nil {
+				return err
+			}
+		}
 		return putRecord(tx, rec)
 	})
 }
@@ -410,9 +415,13 @@ func (s *Store) Commit(results []pendingResult) (map[string]*jobRecord, error) {
 			if err != nil {
 				return err
 			}
-			res := tx.Bucket(bJob).Bucket([]byte(r.jobID)).Bucket(bRes)
+			jb := tx.Bucket(bJob).Bucket([]byte(r.jobID))
+			res := jb.Bucket(bRes)
 			res.FillPercent = 1 // appends in key order
 			if err := res.Put(resultKey(r.res.Seq, r.res.Index), b); err != nil {
+				return err
+			}
+			if err := dropCheckpoints(jb, []api.Result{r.res}, false); err != nil {
 				return err
 			}
 			if r.res.OK() {
