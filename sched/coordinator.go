@@ -85,7 +85,7 @@ type cexec struct {
 	running  time.Time      // first seen running in the executor's inventory
 	finished time.Time      // first seen finished there without a report
 	out      *stagedOutcome // the outcome, when its report carried it
-	resume   bool           // sent to resume from the item's checkpoint, if the home holds one
+	resume   bool           // sent to resume from the item's checkpoint, if its holders keep one
 }
 
 // wire is the execution as its executor receives it.

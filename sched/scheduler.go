@@ -158,7 +158,7 @@ func (s *Scheduler) add(rec *jobRecord) error {
 	}
 	s.mu.Lock()
 	if old := s.mu.jobs[rec.ID]; old != nil {
-		s.releaseLocked(old)
+		old.notifyLocked() // its followers read the new one
 	}
 	s.mu.jobs[rec.ID] = j
 	s.mu.Unlock()
@@ -183,14 +183,10 @@ func (s *Scheduler) release(jobID, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j := s.mu.jobs[jobID]; j != nil {
-		s.releaseLocked(j)
+		j.notifyLocked() // its followers find it gone; its checkpoints stay with this holder
 		delete(s.mu.jobs, jobID)
 		s.log.Info("no longer the home of a job", "job", jobID, "why", why)
 	}
-}
-
-func (s *Scheduler) releaseLocked(j *job) {
-	j.notifyLocked() // its checkpoints stay: this node still holds the job
 }
 
 // setHolders records a job's grown list of holders.
